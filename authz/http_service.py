@@ -1,0 +1,90 @@
+"""Envoy's HTTP ext_authz mode, served by the same decision core as the gRPC service.
+
+In HTTP mode Envoy sends the client's method, path and allowed headers to this server
+(``http_service`` of the ext_authz filter). A 200 response lets the request through, and
+Envoy copies the headers named in ``allowed_upstream_headers`` upstream. Envoy sends any
+other status back to the client, together with the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from authz.decision import DecisionCore, HttpRequest
+
+logger = logging.getLogger("ztmint.authz.http")
+
+MAX_DISCARDED_BODY_BYTES = 1024 * 1024
+
+
+class _CheckHandler(BaseHTTPRequestHandler):
+    """Responds to every method and path with the decision for the forwarded request."""
+
+    core: DecisionCore
+    protocol_version = "HTTP/1.1"
+
+    def _check(self) -> None:
+        self._discard_body()
+        headers: dict[str, str] = {}
+        for name in {key.lower() for key in self.headers.keys()}:
+            # Join repeated headers with "," as Envoy does, so both modes see the same input.
+            headers[name] = ",".join(self.headers.get_all(name) or [])
+        result = self.core.check(HttpRequest(self.command, self.path, headers))
+
+        if result.allowed:
+            self.send_response(200)
+            for name, value in result.upstream_headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        body = result.denied_body()
+        self.send_response(result.status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _discard_body(self) -> None:
+        length = self.headers.get("content-length")
+        if length is None or not length.isdigit():
+            return
+        if int(length) > MAX_DISCARDED_BODY_BYTES:
+            # The rest of the body stays unread, so this connection cannot carry another request.
+            self.close_connection = True
+        remaining = min(int(length), MAX_DISCARDED_BODY_BYTES)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _check  # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        # The default writes each request line to stderr; decisions are logged by the core.
+        return
+
+
+def start_http_server(core: DecisionCore, host: str, port: int) -> tuple[ThreadingHTTPServer, int]:
+    """Start the HTTP ext_authz server in a daemon thread (port 0 picks a free port).
+
+    Limitations:
+        Plain HTTP/1.1 without TLS, so run it on loopback next to its Envoy. A request body
+        larger than 1 MiB is not drained, and the connection is then closed. The filter's
+        ``path_prefix`` must stay empty, because the policy would see the prefixed path.
+
+    Returns:
+        The running server (stop it with ``shutdown()``) and the port it is bound to.
+    """
+    handler = type("CheckHandler", (_CheckHandler,), {"core": core})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="authz-http", daemon=True)
+    thread.start()
+    bound_port = server.server_address[1]
+    logger.info("http ext_authz listening host=%s port=%d", host, bound_port)
+    return server, int(bound_port)

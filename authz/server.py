@@ -1,0 +1,170 @@
+"""Run the ext_authz service: ``python -m authz.server --grpc-listen HOST:PORT ...``.
+
+Loads the JWKS from a file or from the mint API, builds one decision core, and serves it over
+gRPC, HTTP or both, with Prometheus metrics on their own listener when asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client import start_http_server as start_metrics_server
+
+from authz.decision import DecisionCore
+from authz.grpc_service import start_grpc_server
+from authz.http_service import start_http_server
+from authz.keys import KeySet, KeySetError, fetch_jwks, key_set_from_jwks, load_key_set_file
+from authz.opa import DEFAULT_TIMEOUT_SECONDS, OpaClient
+from authz.verify import DEFAULT_LEEWAY_SECONDS
+
+logger = logging.getLogger("ztmint.authz.server")
+
+
+class JwksRefresher:
+    """Holds the current key set and replaces it from the JWKS URL every ``interval`` seconds.
+
+    A failed refresh keeps the previous key set and logs a warning, so a mint API outage
+    does not stop verification. Receipt keys dropped from the JWKS stay accepted as retired
+    keys for the key set's grace period (see ``KeySet.rotated``).
+    """
+
+    def __init__(self, url: str, interval: float, initial: KeySet) -> None:
+        self._url = url
+        self._interval = interval
+        self._keys = initial
+        self._stop = threading.Event()
+
+    def current(self) -> KeySet:
+        """Return the key set in use."""
+        return self._keys
+
+    def refresh(self) -> None:
+        """Fetch the JWKS once and swap the key set in, or keep the old one on failure."""
+        try:
+            self._keys = self._keys.rotated(fetch_jwks(self._url), int(time.time()))
+        except KeySetError as exc:
+            logger.warning(
+                "jwks refresh failed, keeping previous keys url=%s error=%s", self._url, exc
+            )
+
+    def run(self) -> None:
+        """Refresh until ``stop`` is called."""
+        while not self._stop.wait(self._interval):
+            self.refresh()
+
+    def stop(self) -> None:
+        """Stop the refresh loop."""
+        self._stop.set()
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command-line parser."""
+    parser = argparse.ArgumentParser(prog="python -m authz.server", description=__doc__)
+    parser.add_argument("--grpc-listen", help="HOST:PORT for the gRPC ext_authz service")
+    parser.add_argument("--http-listen", help="HOST:PORT for the HTTP ext_authz service")
+    parser.add_argument("--metrics-listen", help="HOST:PORT for Prometheus metrics")
+
+    parser.add_argument("--opa-url", required=True, help="OPA base URL, e.g. http://127.0.0.1:8181")
+    parser.add_argument(
+        "--opa-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help="seconds to wait for OPA per connect/read (default %(default)s)",
+    )
+
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks-url", help="the mint API's /.well-known/jwks.json URL")
+    keys.add_argument("--jwks-file", type=Path, help="a JWKS file")
+    parser.add_argument(
+        "--jwks-refresh",
+        type=float,
+        default=300.0,
+        help="seconds between JWKS refreshes with --jwks-url (default %(default)s)",
+    )
+
+    parser.add_argument("--audience", required=True, help="the exact aud this service accepts")
+    parser.add_argument("--issuer", required=True, help="the exact iss of the mint service")
+    parser.add_argument(
+        "--leeway",
+        type=int,
+        default=DEFAULT_LEEWAY_SECONDS,
+        help="clock skew allowed on nbf/iat/exp, 0-30 seconds (default %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the configured listeners and serve until SIGINT or SIGTERM."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not args.grpc_listen and not args.http_listen:
+        logger.error("nothing to serve: pass --grpc-listen, --http-listen or both")
+        return 2
+
+    refresher: JwksRefresher | None = None
+    try:
+        if args.jwks_file is not None:
+            initial = load_key_set_file(args.jwks_file)
+        else:
+            initial = key_set_from_jwks(fetch_jwks(args.jwks_url))
+    except KeySetError as exc:
+        logger.error("cannot load keys: %s", exc)
+        return 1
+    if args.jwks_url is not None:
+        refresher = JwksRefresher(args.jwks_url, args.jwks_refresh, initial)
+        threading.Thread(target=refresher.run, name="jwks-refresh", daemon=True).start()
+        key_source = refresher.current
+    else:
+
+        def key_source() -> KeySet:
+            return initial
+
+    policy = OpaClient(args.opa_url, timeout=args.opa_timeout)
+    core = DecisionCore(key_source, policy, args.audience, args.issuer, leeway=args.leeway)
+    logger.info(
+        "keys loaded group_keys=%d receipt_keys=%d",
+        len(initial.group_keys),
+        len(initial.receipt_keys),
+    )
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+
+    grpc_server = http_server = None
+    if args.grpc_listen:
+        grpc_server, _ = start_grpc_server(core, args.grpc_listen)
+    if args.http_listen:
+        host, port = _split_address(args.http_listen)
+        http_server, _ = start_http_server(core, host, port)
+    if args.metrics_listen:
+        host, port = _split_address(args.metrics_listen)
+        metrics_server, _ = start_metrics_server(port, addr=host, registry=core.metrics.registry)
+        logger.info("metrics listening host=%s port=%d", host, metrics_server.server_port)
+
+    stopped.wait()
+    logger.info("stopping")
+    if refresher is not None:
+        refresher.stop()
+    if grpc_server is not None:
+        grpc_server.stop(grace=2).wait()
+    if http_server is not None:
+        http_server.shutdown()
+    policy.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
