@@ -1,0 +1,3 @@
+module ztmint.dev/sdk/go
+
+go 1.26
