@@ -181,7 +181,7 @@ class Stack:
         self.progress(f"starting OPA on 127.0.0.1:{port}")
         command = [
             opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}",
-            "--log-level", "error", str(PROJECT_ROOT / "opa" / "authz"),
+            "--skip-version-check", "--log-level", "error", str(PROJECT_ROOT / "opa" / "authz"),
         ]  # fmt: skip
         self._spawn("opa", command)
         self.endpoints.opa_url = f"http://127.0.0.1:{port}"
@@ -194,7 +194,8 @@ class Stack:
         from mint.wiring import build_app
 
         port = _port(self.config.mint_port)
-        self.endpoints.mint_url = f"http://127.0.0.1:{port}"
+        # WebAuthn forbids IP addresses as relying party ids, so engineers use "localhost".
+        self.endpoints.mint_url = f"http://localhost:{port}"
         self.progress(f"starting the mint API on {self.endpoints.mint_url}")
         app = build_app(
             state_dir=self.config.state_dir,

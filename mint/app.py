@@ -1,0 +1,246 @@
+"""The mint HTTP API (FastAPI), a thin shell around ``MintService``.
+
+Routes:
+
+- ``POST /register`` and ``POST /register/complete``: enroll a WebAuthn credential.
+- ``POST /assert``: get a one-time challenge bound to scopes, audience and TTL.
+- ``POST /mint``: exchange the assertion over that challenge for a token and receipt.
+- ``GET /.well-known/jwks.json``: the group key (EdDSA) and the receipt key (ES256).
+- ``GET /healthz``: liveness.
+
+Every rejection is a 4xx, 500 or 503 JSON body ``{"error": <reason code>, "message": <detail>}``
+with an ``X-Request-Id`` header, mapped in ``_error_response`` only. Logs carry the request
+id, method, path, status and reason, never a token, receipt, assertion, challenge or key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from mint.audit import AuditLog
+from mint.errors import MintError, MintReason
+from mint.kms import LocalKms
+from mint.service import MintService
+from mint.settings import Settings
+from mint.signing import TokenSigner
+from mint.store import SqliteStore
+from mint.webauthn import RelyingParty, load_trust_roots
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_CLIENT_REQUEST_ID = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
+_OPERATION_BY_PATH = {
+    "/register": "register",
+    "/register/complete": "register_complete",
+    "/assert": "assert",
+    "/mint": "mint",
+}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterBody(_Body):
+    """Body of ``POST /register``."""
+
+    user: StrictStr
+
+
+class RegisterCompleteBody(_Body):
+    """Body of ``POST /register/complete``: the challenge id and ``RegistrationResponseJSON``."""
+
+    challenge_id: StrictStr
+    credential: dict[str, Any]
+
+
+class AssertBody(_Body):
+    """Body of ``POST /assert``: the user and the exact token request the challenge binds."""
+
+    user: StrictStr
+    scopes: list[StrictStr] = Field(min_length=1)
+    audience: StrictStr
+    ttl_seconds: StrictInt
+
+
+class MintBody(_Body):
+    """Body of ``POST /mint``: the same request as ``/assert`` plus the assertion over it."""
+
+    challenge_id: StrictStr
+    scopes: list[StrictStr] = Field(min_length=1)
+    audience: StrictStr
+    ttl_seconds: StrictInt
+    assertion: dict[str, Any]
+
+
+def create_app(service: MintService, settings: Settings) -> FastAPI:
+    """Build the FastAPI application serving ``service``."""
+    app = FastAPI(title="ztmint mint", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def request_id_middleware(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        supplied = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        log.info(
+            "event=http_request request_id=%s method=%s path=%s status=%d duration_ms=%.1f",
+            request_id,
+            request.method,
+            request.url.path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    @app.exception_handler(MintError)
+    async def mint_error_handler(request: Request, exc: MintError) -> JSONResponse:
+        return _error_response(request, exc.reason, exc.detail, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error_handler(
+        request: Request, exc: RequestValidationError
+    ) -> JSONResponse:
+        message = _describe_validation_errors(exc)
+        operation = _OPERATION_BY_PATH.get(request.url.path, request.url.path)
+        service.record_rejection(
+            {"operation": operation, "reason": MintReason.REQUEST_INVALID.value}
+        )
+        return _error_response(request, MintReason.REQUEST_INVALID, message, 400)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+        log.exception(
+            "event=internal_error request_id=%s path=%s",
+            getattr(request.state, "request_id", ""),
+            request.url.path,
+        )
+        message = "the mint failed unexpectedly; retry, and report the X-Request-Id if it persists"
+        return _error_response(request, MintReason.INTERNAL_ERROR, message, 500)
+
+    @app.post("/register")
+    def register(body: RegisterBody) -> dict[str, Any]:
+        started = service.begin_registration(body.user)
+        return {
+            "challenge_id": started.challenge_id,
+            "expires_at": started.expires_at,
+            "publicKey": started.options,
+        }
+
+    @app.post("/register/complete")
+    def register_complete(body: RegisterCompleteBody) -> dict[str, Any]:
+        result = service.complete_registration(body.challenge_id, body.credential)
+        return {
+            "user": result.user,
+            "credential_id": result.credential_id,
+            "attestation_type": result.attestation_type,
+        }
+
+    @app.post("/assert")
+    def assert_(body: AssertBody) -> dict[str, Any]:
+        started = service.begin_assertion(body.user, body.scopes, body.audience, body.ttl_seconds)
+        return {
+            "challenge_id": started.challenge_id,
+            "expires_at": started.expires_at,
+            "publicKey": started.options,
+        }
+
+    @app.post("/mint")
+    def mint(body: MintBody) -> dict[str, Any]:
+        result = service.mint(
+            body.challenge_id, body.scopes, body.audience, body.ttl_seconds, body.assertion
+        )
+        return {
+            "token": result.token,
+            "receipt": result.receipt,
+            "jti": result.jti,
+            "expires_at": result.expires_at,
+            "audit_index": result.audit_index,
+        }
+
+    @app.get("/.well-known/jwks.json")
+    def jwks() -> dict[str, Any]:
+        return service.jwks()
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "issuer": settings.issuer}
+
+    return app
+
+
+def service_from_settings(
+    settings: Settings,
+    signer: TokenSigner,
+    clock: Callable[[], float] = time.time,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> MintService:
+    """Wire a ``MintService`` with the embedded backends in ``settings.state_dir``.
+
+    The backends are SQLite, the local KMS key and the local audit file.
+    """
+    roots: tuple[bytes, ...] = ()
+    if settings.attestation_roots is not None:
+        roots = load_trust_roots(Path(settings.attestation_roots).read_bytes())
+    relying_party = RelyingParty(
+        rp_id=settings.rp_id,
+        origin=settings.origin,
+        user_verification=settings.user_verification,
+        allow_self_attestation=settings.allow_self_attestation,
+        trust_roots=roots,
+    )
+    return MintService(
+        store=SqliteStore(settings.database_path),
+        signer=signer,
+        receipt_signer=LocalKms(settings.kms_key_path),
+        audit=AuditLog(settings.audit_path, clock),
+        relying_party=relying_party,
+        issuer=settings.issuer,
+        clock=clock,
+        random_bytes=random_bytes,
+    )
+
+
+def _error_response(
+    request: Request, reason: MintReason, message: str, status: int
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "")
+    log.info(
+        "event=request_rejected request_id=%s path=%s status=%d reason=%s detail=%s",
+        request_id,
+        request.url.path,
+        status,
+        reason.value,
+        message,
+    )
+    return JSONResponse(
+        status_code=status,
+        content={"error": reason.value, "message": message},
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
+def _describe_validation_errors(exc: RequestValidationError) -> str:
+    """Describe what is wrong with the body without echoing the values sent."""
+    problems = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+    return "request body is invalid: " + "; ".join(problems)

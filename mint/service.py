@@ -1,0 +1,506 @@
+"""``MintService``: WebAuthn enrollment, one-time challenges, and minting tokens.
+
+The service is the functional core of the mint HTTP API. Time and randomness are injected;
+storage, the signer mesh, the KMS and the audit log are interfaces. The order of ``mint`` is
+chosen so that bad input changes no state:
+
+1. check the request syntax and parse the assertion (nothing read yet);
+2. read the challenge and credential and verify the assertion (nothing written yet);
+3. consume the challenge atomically, then record the signature counter;
+4. sign the token through the signer mesh and the receipt through the KMS;
+5. append the audit record (fsync'd) and only then return the token.
+
+Steps 1-2 reject without writing anything except the audit record of the rejection. Step 3
+writes on purpose: a consumed challenge cannot be used again even if signing fails, and a
+counter regression flags the credential as possibly cloned.
+
+Limitations:
+    Enrollment is trust on first use: anyone who can reach ``/register`` can enroll a key for a
+    user name that has no credential yet, so deploy the mint behind the company's single
+    sign-on. A user has at most one credential, and two concurrent first enrollments for
+    the same name can both succeed. Rate limits and the OPA mint policy are not applied here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from authz.formats import TokenClaims, assemble_compact, token_sha256, token_signing_input
+from authz.jose import b64url_encode
+from authz.jwk import PublishedKey, jwks_document, okp_ed25519_jwk, thumbprint
+from mint.audit import AuditError, AuditLog, canonical_json
+from mint.errors import (
+    AssertionRejected,
+    ChallengeRejected,
+    CredentialRejected,
+    MintError,
+    MintReason,
+    ServiceUnavailable,
+)
+from mint.kms import KmsError, ReceiptSigner, issue_receipt, published_key
+from mint.requests import TokenRequest, check_token_request, check_user
+from mint.signing import SigningError, TokenSigner
+from mint.store import (
+    Challenge,
+    ChallengeKind,
+    ConsumeStatus,
+    Credential,
+    CredentialExists,
+    SignCountStatus,
+    Store,
+)
+from mint.webauthn import (
+    RelyingParty,
+    creation_options,
+    parse_authentication_response,
+    parse_registration_response,
+    request_options,
+    verify_assertion,
+    verify_registration,
+)
+
+log = logging.getLogger(__name__)
+
+CHALLENGE_TTL_SECONDS = 120
+CHALLENGE_SIZE = 32
+CHALLENGE_ID_SIZE = 16
+USER_HANDLE_SIZE = 32
+JTI_SIZE = 16
+
+EVENT_CREDENTIAL_REGISTERED = "credential_registered"
+EVENT_TOKEN_MINTED = "token_minted"  # noqa: S105 (an event name, not a secret)
+EVENT_REQUEST_REJECTED = "request_rejected"
+
+
+@dataclass(frozen=True)
+class ChallengeOptions:
+    """A new challenge: its id, the WebAuthn options JSON for the client, and its expiry."""
+
+    challenge_id: str
+    options: dict[str, Any]
+    expires_at: int
+
+    def __repr__(self) -> str:
+        return f"ChallengeOptions(challenge_id={self.challenge_id!r}, <redacted>)"
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """A stored credential: its owner, base64url id and how its attestation was trusted."""
+
+    user: str
+    credential_id: str
+    attestation_type: str
+
+
+@dataclass(frozen=True)
+class MintResult:
+    """A minted token with its receipt, audit record index and expiry time.
+
+    Attributes:
+        token: the compact JWS token.
+        receipt: the compact JWS receipt, sent as ``x-kms-sig``.
+        audit_index: index of the ``token_minted`` audit record.
+        expires_at: the token's ``exp``.
+        jti: the token's ``jti``.
+    """
+
+    token: str
+    receipt: str
+    audit_index: int
+    expires_at: int
+    jti: str
+
+    def __repr__(self) -> str:
+        return f"MintResult(jti={self.jti!r}, audit_index={self.audit_index}, <redacted>)"
+
+
+class MintService:
+    """Enrollment and token minting (see the module docstring for the order of checks).
+
+    Args:
+        store: users, credentials and challenges.
+        signer: the threshold signer mesh.
+        receipt_signer: the KMS key that co-signs every token.
+        audit: the audit log; every mint and every rejection is appended to it.
+        relying_party: the WebAuthn relying party settings.
+        issuer: ``iss`` of tokens and receipts.
+        clock: current time in seconds since the epoch.
+        random_bytes: cryptographically secure random bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        signer: TokenSigner,
+        receipt_signer: ReceiptSigner,
+        audit: AuditLog,
+        relying_party: RelyingParty,
+        issuer: str,
+        clock: Callable[[], float],
+        random_bytes: Callable[[int], bytes],
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._receipt_signer = receipt_signer
+        self._audit = audit
+        self._rp = relying_party
+        self._issuer = issuer
+        self._clock = clock
+        self._random_bytes = random_bytes
+
+    @functools.cached_property
+    def _group_key(self) -> PublishedKey:
+        jwk = okp_ed25519_jwk(self._signer.group_public_key())
+        return PublishedKey(kid=thumbprint(jwk), jwk=jwk)
+
+    def jwks(self) -> dict[str, Any]:
+        """Return the JWKS document with the group key and the receipt key."""
+        return jwks_document([self._group_key], [published_key(self._receipt_signer)])
+
+    def begin_registration(self, user: str) -> ChallengeOptions:
+        """Issue a registration challenge and the WebAuthn creation options for ``user``."""
+        fields: dict[str, Any] = {"operation": "register"}
+        with self._recording_rejections(fields):
+            user = check_user(user)
+            fields["sub"] = user
+            now = int(self._clock())
+            existing = self._store.get_user(user)
+            if existing is not None and self._store.credentials_for_user(user):
+                raise CredentialRejected(
+                    MintReason.CREDENTIAL_EXISTS,
+                    f"user {user!r} already has a credential; a second one is not supported",
+                )
+            handle = self._random_bytes(USER_HANDLE_SIZE) if existing is None else b""
+            stored_user = self._store.ensure_user(user, handle, now)
+            challenge = self._new_challenge(ChallengeKind.REGISTRATION, user, _user_digest(user))
+            options = creation_options(
+                self._rp, user, stored_user.user_handle, challenge.challenge, []
+            )
+            log.info(
+                "event=registration_started sub=%s challenge_id=%s", user, challenge.challenge_id
+            )
+            return ChallengeOptions(challenge.challenge_id, options, challenge.expires_at)
+
+    def complete_registration(
+        self, challenge_id: str, credential: Mapping[str, Any]
+    ) -> RegistrationResult:
+        """Verify the WebAuthn attestation and store the credential."""
+        fields: dict[str, Any] = {"operation": "register_complete"}
+        with self._recording_rejections(fields):
+            response = parse_registration_response(credential)
+            challenge = self._usable_challenge(challenge_id, ChallengeKind.REGISTRATION)
+            fields["sub"] = challenge.user_id
+            if not hmac.compare_digest(challenge.request_digest, _user_digest(challenge.user_id)):
+                raise ChallengeRejected(
+                    MintReason.CHALLENGE_MISMATCH, "challenge was issued for another request"
+                )
+            if self._store.credentials_for_user(challenge.user_id):
+                raise CredentialRejected(
+                    MintReason.CREDENTIAL_EXISTS,
+                    f"user {challenge.user_id!r} already has a credential",
+                )
+            registered = verify_registration(self._rp, response, challenge.challenge)
+            if self._store.get_credential(registered.credential_id) is not None:
+                raise CredentialRejected(
+                    MintReason.CREDENTIAL_EXISTS, "this credential is already registered"
+                )
+            now = int(self._clock())
+            self._consume(challenge_id, ChallengeKind.REGISTRATION, now)
+            record = Credential(
+                credential_id=registered.credential_id,
+                user_id=challenge.user_id,
+                public_key_cose=registered.public_key_cose,
+                sign_count=registered.sign_count,
+                aaguid=registered.aaguid,
+                backup_eligible=registered.backup_eligible,
+                backup_state=registered.backup_state,
+                flagged_cloned=False,
+                attestation_type=registered.attestation_type,
+                created_at=now,
+            )
+            try:
+                self._store.add_credential(record)
+            except CredentialExists as exc:
+                raise CredentialRejected(MintReason.CREDENTIAL_EXISTS, str(exc)) from exc
+            credential_id = b64url_encode(registered.credential_id)
+            self._append_audit(
+                EVENT_CREDENTIAL_REGISTERED,
+                {
+                    "sub": challenge.user_id,
+                    "credential_id": credential_id,
+                    "aaguid": registered.aaguid.hex(),
+                    "attestation_type": registered.attestation_type,
+                },
+            )
+            log.info(
+                "event=credential_registered sub=%s credential_id=%s",
+                challenge.user_id,
+                credential_id,
+            )
+            return RegistrationResult(challenge.user_id, credential_id, registered.attestation_type)
+
+    def begin_assertion(
+        self, user: str, scopes: object, audience: object, ttl_seconds: object
+    ) -> ChallengeOptions:
+        """Issue a challenge bound to this exact token request, with WebAuthn request options."""
+        fields: dict[str, Any] = {"operation": "assert"}
+        with self._recording_rejections(fields):
+            user = check_user(user)
+            fields["sub"] = user
+            request = check_token_request(scopes, audience, ttl_seconds)
+            fields.update(_request_fields(request))
+            credentials = self._store.credentials_for_user(user)
+            if not credentials:
+                raise CredentialRejected(
+                    MintReason.USER_UNKNOWN,
+                    f"user {user!r} has no credential; run `ztmint enroll` first",
+                )
+            challenge = self._new_challenge(ChallengeKind.ASSERTION, user, request.digest())
+            options = request_options(self._rp, challenge.challenge, credentials)
+            return ChallengeOptions(challenge.challenge_id, options, challenge.expires_at)
+
+    def mint(
+        self,
+        challenge_id: str,
+        scopes: object,
+        audience: object,
+        ttl_seconds: object,
+        assertion: Mapping[str, Any],
+    ) -> MintResult:
+        """Verify the assertion for this exact request and return a signed token and receipt."""
+        fields: dict[str, Any] = {"operation": "mint"}
+        with self._recording_rejections(fields):
+            request = check_token_request(scopes, audience, ttl_seconds)
+            fields.update(_request_fields(request))
+            response = parse_authentication_response(assertion)
+
+            challenge = self._usable_challenge(challenge_id, ChallengeKind.ASSERTION)
+            fields["sub"] = challenge.user_id
+            if not hmac.compare_digest(challenge.request_digest, request.digest()):
+                raise ChallengeRejected(
+                    MintReason.CHALLENGE_MISMATCH,
+                    "scopes, audience or ttl_seconds differ from the /assert request; "
+                    "send exactly the values the challenge was issued for",
+                )
+            credential = self._owned_credential(response.raw_id, challenge.user_id)
+            verified = verify_assertion(self._rp, response, challenge.challenge, credential)
+
+            now = int(self._clock())
+            self._consume(challenge_id, ChallengeKind.ASSERTION, now)
+            self._record_sign_count(credential, verified.sign_count, verified.backup_state)
+
+            amr = _authentication_methods(credential, verified.user_verified)
+            return self._issue(challenge.user_id, request, amr, now, fields)
+
+    def record_rejection(self, fields: Mapping[str, Any]) -> None:
+        """Append a ``request_rejected`` audit record for a rejection made outside the service.
+
+        The HTTP layer calls this for bodies it cannot parse, so that those rejections are
+        in the audit log too.
+        """
+        self._append_rejection(dict(fields))
+
+    def _issue(
+        self,
+        user: str,
+        request: TokenRequest,
+        amr: tuple[str, ...],
+        now: int,
+        fields: dict[str, Any],
+    ) -> MintResult:
+        jti = b64url_encode(self._random_bytes(JTI_SIZE))
+        fields["jti"] = jti
+        group_key = self._group_key
+        claims = TokenClaims(
+            iss=self._issuer,
+            sub=user,
+            aud=request.audience,
+            scopes=request.scopes,
+            iat=now,
+            ttl=request.ttl_seconds,
+            jti=jti,
+            amr=amr,
+        )
+        signing_input = token_signing_input(claims, group_key.kid)
+        try:
+            result = self._signer.sign(signing_input)
+        except SigningError as exc:
+            raise ServiceUnavailable(
+                MintReason.SIGNING_FAILED, f"the signer mesh did not sign: {exc}; retry shortly"
+            ) from exc
+        try:
+            VerifyKey(group_key.raw).verify(signing_input, result.signature)
+        except (BadSignatureError, ValueError) as exc:
+            raise ServiceUnavailable(
+                MintReason.SIGNING_FAILED,
+                "the signer mesh returned a signature that does not verify under the group key",
+            ) from exc
+
+        # The mesh picks its signers inside sign(), after the claims are fixed, so the
+        # token's ztm.signers stays empty and the audit record names the signers instead.
+        token = assemble_compact(signing_input, result.signature)
+        try:
+            receipt = issue_receipt(self._receipt_signer, token, self._issuer, now, jti)
+        except KmsError as exc:
+            raise ServiceUnavailable(
+                MintReason.SIGNING_FAILED, f"the KMS did not sign the receipt: {exc}"
+            ) from exc
+
+        audit_index = self._append_audit(
+            EVENT_TOKEN_MINTED,
+            {
+                **_request_fields(request),
+                "sub": user,
+                "jti": jti,
+                "token_sha256": b64url_encode(token_sha256(token)),
+                "signers": list(result.signers),
+                "amr": list(amr),
+            },
+        )
+        log.info(
+            "event=token_minted sub=%s jti=%s aud=%s audit_index=%d",
+            user,
+            jti,
+            request.audience,
+            audit_index,
+        )
+        return MintResult(token, receipt, audit_index, now + request.ttl_seconds, jti)
+
+    def _new_challenge(self, kind: ChallengeKind, user: str, digest: bytes) -> Challenge:
+        challenge = Challenge(
+            challenge_id=b64url_encode(self._random_bytes(CHALLENGE_ID_SIZE)),
+            kind=kind,
+            user_id=user,
+            challenge=self._random_bytes(CHALLENGE_SIZE),
+            request_digest=digest,
+            expires_at=int(self._clock()) + CHALLENGE_TTL_SECONDS,
+        )
+        self._store.add_challenge(challenge)
+        return challenge
+
+    def _usable_challenge(self, challenge_id: object, kind: ChallengeKind) -> Challenge:
+        if not isinstance(challenge_id, str):
+            raise ChallengeRejected(MintReason.CHALLENGE_UNKNOWN, "challenge_id must be a string")
+        challenge = self._store.get_challenge(challenge_id)
+        if challenge is None or challenge.kind != kind:
+            raise ChallengeRejected(
+                MintReason.CHALLENGE_UNKNOWN, "challenge_id is unknown; request a new challenge"
+            )
+        if challenge.consumed:
+            raise ChallengeRejected(
+                MintReason.CHALLENGE_USED, "challenge was already used; request a new one"
+            )
+        if int(self._clock()) >= challenge.expires_at:
+            raise ChallengeRejected(
+                MintReason.CHALLENGE_EXPIRED,
+                f"challenge expired after {CHALLENGE_TTL_SECONDS} s; request a new one",
+            )
+        return challenge
+
+    def _consume(self, challenge_id: str, kind: ChallengeKind, now: int) -> None:
+        status = self._store.consume_challenge(challenge_id, kind, now).status
+        if status is ConsumeStatus.CONSUMED:
+            return
+        reason = {
+            ConsumeStatus.USED: MintReason.CHALLENGE_USED,
+            ConsumeStatus.EXPIRED: MintReason.CHALLENGE_EXPIRED,
+            ConsumeStatus.UNKNOWN: MintReason.CHALLENGE_UNKNOWN,
+        }[status]
+        raise ChallengeRejected(reason, f"challenge could not be consumed: it is {status.value}")
+
+    def _owned_credential(self, credential_id: bytes, user: str) -> Credential:
+        credential = self._store.get_credential(credential_id)
+        if credential is None or credential.user_id != user:
+            raise CredentialRejected(
+                MintReason.CREDENTIAL_UNKNOWN,
+                "the assertion's credential is not registered for this user; run `ztmint enroll`",
+            )
+        if credential.flagged_cloned:
+            raise CredentialRejected(
+                MintReason.CREDENTIAL_CLONED,
+                "credential is flagged as possibly cloned; enroll a new authenticator",
+            )
+        return credential
+
+    def _record_sign_count(
+        self, credential: Credential, sign_count: int, backup_state: bool
+    ) -> None:
+        status = self._store.record_sign_count(credential.credential_id, sign_count, backup_state)
+        if status is SignCountStatus.UPDATED:
+            return
+        if status is SignCountStatus.UNKNOWN:
+            raise CredentialRejected(MintReason.CREDENTIAL_UNKNOWN, "credential was removed")
+        log.warning(
+            "event=credential_flagged_cloned sub=%s credential_id=%s sign_count=%d stored=%d",
+            credential.user_id,
+            b64url_encode(credential.credential_id),
+            sign_count,
+            credential.sign_count,
+        )
+        raise AssertionRejected(
+            MintReason.CREDENTIAL_CLONED,
+            "signature counter did not increase, so the authenticator may be cloned; "
+            "the credential is now blocked, enroll a new authenticator",
+        )
+
+    def _append_audit(self, event: str, fields: Mapping[str, Any]) -> int:
+        try:
+            return self._audit.append(event, fields)
+        except (AuditError, OSError) as exc:
+            log.error("event=audit_append_failed audit_event=%s error=%s", event, exc)
+            raise ServiceUnavailable(
+                MintReason.AUDIT_FAILED, "the audit log could not be written; nothing was issued"
+            ) from exc
+
+    def _append_rejection(self, fields: dict[str, Any]) -> None:
+        try:
+            self._audit.append(EVENT_REQUEST_REJECTED, fields)
+        except (AuditError, OSError) as exc:
+            log.error(
+                "event=audit_append_failed audit_event=%s error=%s", EVENT_REQUEST_REJECTED, exc
+            )
+
+    @contextlib.contextmanager
+    def _recording_rejections(self, fields: dict[str, Any]) -> Iterator[None]:
+        try:
+            yield
+        except MintError as exc:
+            if exc.reason is not MintReason.AUDIT_FAILED:
+                self._append_rejection({**fields, "reason": exc.reason.value})
+            log.info(
+                "event=request_rejected operation=%s sub=%s reason=%s detail=%s",
+                fields.get("operation"),
+                fields.get("sub"),
+                exc.reason.value,
+                exc.detail,
+            )
+            raise
+
+
+def _user_digest(user: str) -> bytes:
+    return hashlib.sha256(canonical_json({"register": user})).digest()
+
+
+def _request_fields(request: TokenRequest) -> dict[str, Any]:
+    return {"aud": request.audience, "scopes": list(request.scopes), "ttl": request.ttl_seconds}
+
+
+def _authentication_methods(credential: Credential, user_verified: bool) -> tuple[str, ...]:
+    """Return RFC 8176 ``amr`` values: ``hwk`` only for attested hardware, ``swk`` otherwise."""
+    key = "swk" if credential.attestation_type == "self" else "hwk"
+    methods = [key, "user"]
+    if user_verified:
+        methods.append("mfa")
+    return tuple(methods)

@@ -1,0 +1,121 @@
+"""Settings of the mint service, read once from ``ZTMINT_*`` environment variables.
+
+Variables (all optional):
+
+- ``ZTMINT_PORT``: TCP port the service listens on; default 8080.
+- ``ZTMINT_RP_ID``: WebAuthn relying party id; default ``localhost``.
+- ``ZTMINT_ORIGIN``: the one origin accepted in client data; default
+  ``http://localhost:<port>``.
+- ``ZTMINT_ISSUER``: the ``iss`` claim of tokens and receipts; default the origin.
+- ``ZTMINT_STATE_DIR``: folder for the database, the local KMS key and the audit log;
+  default ``./.ztmint``.
+- ``ZTMINT_ALLOW_SELF_ATTESTATION``: ``true`` or ``false``; accept packed self-attestation
+  (software authenticators). Default ``true``, which suits development only.
+- ``ZTMINT_USER_VERIFICATION``: ``preferred`` or ``required``; default ``preferred``.
+- ``ZTMINT_ATTESTATION_ROOTS``: path of a PEM file of trusted WebAuthn attestation root
+  certificates (for example Yubico's FIDO root); default none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 8080
+USER_VERIFICATION_VALUES = ("preferred", "required")
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the mint cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one mint service instance.
+
+    Attributes:
+        rp_id: WebAuthn relying party id, compared exactly against the rpIdHash.
+        origin: the one origin accepted in ``clientDataJSON``, compared exactly.
+        issuer: ``iss`` of every token and receipt.
+        state_dir: folder holding ``mint.sqlite3``, ``kms-p256.pem`` and ``audit.jsonl``.
+        allow_self_attestation: accept packed self-attestation; development only.
+        user_verification: ``preferred`` or ``required``.
+        attestation_roots: PEM file of trusted attestation roots, or None.
+        port: TCP port of the HTTP service.
+    """
+
+    rp_id: str = "localhost"
+    origin: str = f"http://localhost:{DEFAULT_PORT}"
+    issuer: str = f"http://localhost:{DEFAULT_PORT}"
+    state_dir: Path = Path(".ztmint")
+    allow_self_attestation: bool = True
+    user_verification: str = "preferred"
+    attestation_roots: Path | None = None
+    port: int = DEFAULT_PORT
+
+    def __post_init__(self) -> None:
+        if self.user_verification not in USER_VERIFICATION_VALUES:
+            raise SettingsError(
+                f"user_verification is {self.user_verification!r}; "
+                f"expected one of {', '.join(USER_VERIFICATION_VALUES)}"
+            )
+
+    @property
+    def database_path(self) -> Path:
+        """Path of the SQLite database."""
+        return self.state_dir / "mint.sqlite3"
+
+    @property
+    def kms_key_path(self) -> Path:
+        """Path of the local KMS P-256 private key."""
+        return self.state_dir / "kms-p256.pem"
+
+    @property
+    def audit_path(self) -> Path:
+        """Path of the hash-chained audit log."""
+        return self.state_dir / "audit.jsonl"
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"{name} is {text!r}; expected true or false")
+
+
+def _parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise SettingsError(f"ZTMINT_PORT is {text!r}; expected an integer 1..65535") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"ZTMINT_PORT is {port}; expected an integer 1..65535")
+    return port
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from ``ZTMINT_*`` variables of ``environ`` (default ``os.environ``).
+
+    Raises:
+        SettingsError: when a variable is set to a value that cannot be used.
+    """
+    env = os.environ if environ is None else environ
+    port = _parse_port(env.get("ZTMINT_PORT", str(DEFAULT_PORT)))
+    origin = env.get("ZTMINT_ORIGIN", f"http://localhost:{port}")
+    roots = env.get("ZTMINT_ATTESTATION_ROOTS")
+    return Settings(
+        rp_id=env.get("ZTMINT_RP_ID", "localhost"),
+        origin=origin,
+        issuer=env.get("ZTMINT_ISSUER", origin),
+        state_dir=Path(env.get("ZTMINT_STATE_DIR", ".ztmint")),
+        allow_self_attestation=_parse_bool(
+            "ZTMINT_ALLOW_SELF_ATTESTATION", env.get("ZTMINT_ALLOW_SELF_ATTESTATION", "true")
+        ),
+        user_verification=env.get("ZTMINT_USER_VERIFICATION", "preferred"),
+        attestation_roots=Path(roots) if roots else None,
+        port=port,
+    )

@@ -1,0 +1,109 @@
+"""Shared helpers of the mint tests: an in-process signer, a fake clock, a service factory.
+
+``InProcessTokenSigner`` is a test fixture, not a signer mesh: one libsodium Ed25519 key in
+this process replaces the FROST threshold so that the mint can be tested without Ray.
+The end-to-end tests use the real mesh.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from mint.audit import AuditLog
+from mint.kms import LocalKms
+from mint.service import MintService
+from mint.signing import SigningError, SignResult
+from mint.store import SqliteStore
+from mint.webauthn import RelyingParty
+
+RP_ID = "localhost"
+ORIGIN = "http://localhost:8080"
+ISSUER = "http://localhost:8080"
+START_TIME = 1_767_225_600
+
+
+class InProcessTokenSigner:
+    """Test fixture: signs with one local Ed25519 key and reports signers ``(1, 2)``."""
+
+    def __init__(self, seed: bytes | None = None) -> None:
+        self._key = SigningKey(seed or os.urandom(32))
+        self.fail_next = False
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return "InProcessTokenSigner(<redacted>)"
+
+    def group_public_key(self) -> bytes:
+        return bytes(self._key.verify_key)
+
+    def sign(self, message: bytes) -> SignResult:
+        self.calls += 1
+        if self.fail_next:
+            self.fail_next = False
+            raise SigningError("test fixture told to fail")
+        return SignResult(signature=self._key.sign(message).signature, signers=(1, 2))
+
+
+@dataclass
+class FakeClock:
+    """A clock that moves only when a test advances it."""
+
+    now: float = START_TIME
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class ServiceParts:
+    """A service and the parts a test inspects."""
+
+    service: MintService
+    store: SqliteStore
+    signer: InProcessTokenSigner
+    kms: LocalKms
+    audit: AuditLog
+    clock: FakeClock
+    relying_party: RelyingParty
+    state_dir: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def build_service(
+    state_dir: Path,
+    *,
+    origin: str = ORIGIN,
+    user_verification: str = "preferred",
+    allow_self_attestation: bool = True,
+    clock: FakeClock | None = None,
+) -> ServiceParts:
+    """Build a ``MintService`` over real SQLite, KMS key and audit files in ``state_dir``."""
+    clock = clock or FakeClock()
+    store = SqliteStore(state_dir / "mint.sqlite3")
+    signer = InProcessTokenSigner()
+    kms = LocalKms(state_dir / "kms-p256.pem")
+    audit = AuditLog(state_dir / "audit.jsonl", clock)
+    relying_party = RelyingParty(
+        rp_id=RP_ID,
+        origin=origin,
+        user_verification=user_verification,
+        allow_self_attestation=allow_self_attestation,
+    )
+    service = MintService(
+        store=store,
+        signer=signer,
+        receipt_signer=kms,
+        audit=audit,
+        relying_party=relying_party,
+        issuer=ISSUER,
+        clock=clock,
+        random_bytes=os.urandom,
+    )
+    return ServiceParts(service, store, signer, kms, audit, clock, relying_party, state_dir)
