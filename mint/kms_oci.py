@@ -10,7 +10,7 @@ OCI returns an ASN.1 DER ``ECDSA-Sig-Value`` in base64, which is converted to th
 instance principals on an OCI compute instance. ``mint.oci_sinks`` uses the same class.
 
 Security:
-    The call fails closed. A service error, a time-out, a connection failure, an answer for
+    The call fails closed. A service error, a time-out, a connection failure, a response for
     another key version or algorithm, a signature that is not valid DER, or a signature that
     does not verify under the published public key all raise ``KmsError``, so no receipt is
     ever built from a failed or unexpected call. The SDK's retries and circuit breaker are
@@ -49,7 +49,7 @@ class OciKmsUnavailable(KmsError):
 
 
 class OciKmsResponseInvalid(KmsError):
-    """The OCI KMS answered, but the answer cannot be trusted as a receipt signature."""
+    """The OCI KMS responded, but the response cannot be trusted as a receipt signature."""
 
 
 # The exceptions a failed SDK call raises: errors returned by the service, and transport
@@ -61,7 +61,7 @@ _CALL_ERRORS: tuple[type[Exception], ...] = (
     oci.exceptions.ConnectTimeout,
 )
 # The exceptions the SDK's deserialiser raises on a body that is not the documented JSON.
-_ANSWER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, AttributeError)
+_RESPONSE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class OciKms:
 
         Raises:
             OciKmsUnavailable: when the call fails or times out.
-            OciKmsResponseInvalid: when the answer is malformed, names another key version or
+            OciKmsResponseInvalid: when the response is malformed, names another key version or
                 algorithm, or does not verify under the public key.
         """
         digest = hashlib.sha256(signing_input).digest()
@@ -234,13 +234,13 @@ class OciKms:
         except _CALL_ERRORS as error:
             message = _describe_call_error("sign", self._key_version_id, error)
             raise OciKmsUnavailable(message) from error
-        except _ANSWER_ERRORS as error:
+        except _RESPONSE_ERRORS as error:
             raise OciKmsResponseInvalid(
-                f"OCI KMS sign answer for {self._key_version_id} is malformed: "
+                f"OCI KMS sign response for {self._key_version_id} is malformed: "
                 f"{type(error).__name__}; no receipt issued"
             ) from error
 
-        der = self._check_answer(response.data)
+        der = self._check_response(response.data)
         try:
             self._public_key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
             return der_to_raw_signature(der)
@@ -250,24 +250,24 @@ class OciKms:
                 "published public key; check key_version_id and the configured public key"
             ) from error
 
-    def _check_answer(self, data: Any) -> bytes:
+    def _check_response(self, data: Any) -> bytes:
         if not isinstance(data, oci.key_management.models.SignedData):
             raise OciKmsResponseInvalid(
-                f"sign answer is {type(data).__name__}, expected SignedData; no receipt issued"
+                f"sign response is {type(data).__name__}, expected SignedData; no receipt issued"
             )
         if (data.key_id, data.key_version_id) != (self._key_id, self._key_version_id):
             raise OciKmsResponseInvalid(
-                f"sign answer names key version {data.key_version_id!r}, expected "
+                f"sign response names key version {data.key_version_id!r}, expected "
                 f"{self._key_version_id!r}; no receipt issued"
             )
         if data.signing_algorithm != SIGNING_ALGORITHM:
             raise OciKmsResponseInvalid(
-                f"sign answer uses {data.signing_algorithm!r}, expected {SIGNING_ALGORITHM}"
+                f"sign response uses {data.signing_algorithm!r}, expected {SIGNING_ALGORITHM}"
             )
         try:
             return base64.b64decode(data.signature or "", validate=True)
         except (binascii.Error, ValueError) as error:
-            raise OciKmsResponseInvalid("sign answer's signature is not valid base64") from error
+            raise OciKmsResponseInvalid("sign response's signature is not valid base64") from error
 
 
 def fetch_public_key_pem(management_client: Any, key_id: str, key_version_id: str) -> bytes:
@@ -275,16 +275,16 @@ def fetch_public_key_pem(management_client: Any, key_id: str, key_version_id: st
 
     Raises:
         OciKmsUnavailable: when the call fails.
-        OciKmsResponseInvalid: when the answer has no public key.
+        OciKmsResponseInvalid: when the response has no public key.
     """
     try:
         version = management_client.get_key_version(key_id, key_version_id).data
     except _CALL_ERRORS as error:
         message = _describe_call_error("get_key_version", key_version_id, error)
         raise OciKmsUnavailable(message) from error
-    except _ANSWER_ERRORS as error:
+    except _RESPONSE_ERRORS as error:
         raise OciKmsResponseInvalid(
-            f"get_key_version answer for {key_version_id} is malformed: {type(error).__name__}"
+            f"get_key_version response for {key_version_id} is malformed: {type(error).__name__}"
         ) from error
     public_key = getattr(version, "public_key", None)
     if not isinstance(public_key, str) or not public_key:

@@ -1,0 +1,1 @@
+"""Test doubles for services that cannot run here (OCI), shared by the integration tests."""
