@@ -1,0 +1,34 @@
+output "cluster_id" {
+  description = "OCID of the OKE cluster."
+  value       = oci_containerengine_cluster.main.id
+}
+
+output "cluster_private_endpoint" {
+  description = "Private Kubernetes API endpoint (reachable from the VCN, a bastion or a VPN only)."
+  value       = oci_containerengine_cluster.main.endpoints[0].private_endpoint
+}
+
+output "receipt_key_id" {
+  description = "OCID of the ECDSA P-256 HSM key that signs receipts; pass to the chart as oci.kmsKeyId."
+  value       = oci_kms_key.receipt.id
+}
+
+output "kms_crypto_endpoint" {
+  description = "Crypto endpoint of the vault; pass to the chart as oci.kmsCryptoEndpoint."
+  value       = oci_kms_vault.main.crypto_endpoint
+}
+
+output "audit_bucket" {
+  description = "Name of the audit log bucket with its retention rule; pass to the chart as oci.auditBucket."
+  value       = oci_objectstorage_bucket.audit.name
+}
+
+output "oci_services_label" {
+  description = "Service gateway label of the region's Oracle Services Network (a name, not a CIDR); look up its public IP ranges for the chart's network.ociServiceCidrs."
+  value       = data.oci_core_services.osn.services[0].cidr_block
+}
+
+output "log_id" {
+  description = "OCID of the Logging log that records writes to the audit bucket."
+  value       = oci_logging_log.audit_bucket_writes.id
+}
