@@ -6,17 +6,35 @@ VENV := .venv
 BIN := $(CURDIR)/.bin
 PY := $(VENV)/bin/python
 OPA_VERSION := v1.22.4
+HELM_VERSION := v4.3.2
 STATE ?= $(CURDIR)/.state
 PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 export GOBIN := $(BIN)
-export GOFLAGS := -mod=mod
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup demo test test-python test-opa test-go test-node up lint clean
+# Debian packages the tests start for real: SoftHSM2 (PKCS#11 receipts), PostgreSQL (shared
+# state for several mint replicas) and Chromium (the browser flow).
+APT_PACKAGES := softhsm2 postgresql chromium
 
-setup: $(VENV)/.installed $(BIN)/opa $(BIN)/envoy-check
+.PHONY: setup tools system-packages demo test test-python test-opa up lint clean
+
+# What the demo needs: the virtualenv and OPA.
+setup: $(VENV)/.installed $(BIN)/opa
+
+# What the test suite needs on top: the Envoy and deployment checkers and Helm.
+tools: $(BIN)/envoy-check $(BIN)/helm $(BIN)/deploy-check
+
+system-packages:
+	@missing=""; \
+	for package in $(APT_PACKAGES); do \
+	  dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +51,21 @@ $(BIN)/envoy-check: $(wildcard envoy/check/*.go) envoy/check/go.mod
 	mkdir -p $(BIN)
 	cd envoy/check && go build -o $(BIN)/envoy-check .
 
+$(BIN)/helm:
+	mkdir -p $(BIN)
+	go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+$(BIN)/deploy-check: $(wildcard deploy/check/*.go) deploy/check/go.mod
+	mkdir -p $(BIN)
+	cd deploy/check && go build -o $(BIN)/deploy-check .
+
 demo: setup
 	$(VENV)/bin/ztmint demo --state $(STATE)/demo
 
 up: setup
 	$(VENV)/bin/ztmint up --state $(STATE)/stack
 
-test: setup test-opa test-python
+test: system-packages setup tools test-opa test-python
 
 test-python:
 	$(PY) -m pytest -q $(PYTEST_ARGS)
