@@ -22,11 +22,14 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from authz.cache import DecisionCache, DecisionKey, RevisionWatcher, TokenCache
 from authz.errors import AuthzError, Reason
 from authz.keys import KeySet
+from authz.metrics import CacheCollector
 from authz.opa import PolicyDecision
 from authz.paths import normalize_path
-from authz.verify import DEFAULT_LEEWAY_SECONDS, verify_receipt, verify_token
+from authz.replay import ReplayGuard
+from authz.verify import DEFAULT_LEEWAY_SECONDS, VerifiedToken, verify_receipt, verify_token
 
 logger = logging.getLogger("ztmint.authz")
 
@@ -43,6 +46,7 @@ _STATUS_BY_REASON: dict[Reason, int] = {
     Reason.POLICY_UNAVAILABLE: 403,
     Reason.POLICY_ERROR: 403,
     Reason.INTERNAL_ERROR: 403,
+    Reason.REPLAY_CACHE_FULL: 403,
 }
 _UNAUTHENTICATED = 401
 
@@ -137,6 +141,10 @@ class DecisionCore:
         clock: returns the current time in seconds since the epoch.
         leeway: clock skew allowed on the token's time claims, in seconds.
         metrics: where to count decisions; a fresh registry when omitted.
+        token_cache: verified (token, receipt) pairs; None verifies every request.
+        decision_cache: OPA decisions; used only together with ``policy_revision``.
+        policy_revision: reads OPA's bundle revision, which keys ``decision_cache``.
+        replay_guard: rejects a second use of a token whose audience it covers.
     """
 
     def __init__(
@@ -148,14 +156,28 @@ class DecisionCore:
         clock: Callable[[], float] = time.time,
         leeway: int = DEFAULT_LEEWAY_SECONDS,
         metrics: DecisionMetrics | None = None,
+        *,
+        token_cache: TokenCache | None = None,
+        decision_cache: DecisionCache | None = None,
+        policy_revision: RevisionWatcher | None = None,
+        replay_guard: ReplayGuard | None = None,
     ) -> None:
+        if (decision_cache is None) != (policy_revision is None):
+            raise ValueError("decision_cache and policy_revision must be given together")
         self._keys = keys
         self._policy = policy
         self._audience = audience
         self._issuer = issuer
         self._clock = clock
         self._leeway = leeway
+        self._token_cache = token_cache
+        self._decision_cache = decision_cache
+        self._policy_revision = policy_revision
+        self._replay_guard = replay_guard
         self.metrics = metrics if metrics is not None else DecisionMetrics.create()
+        self.metrics.registry.register(
+            CacheCollector({"token": token_cache, "decision": decision_cache})
+        )
 
     def check(self, request: HttpRequest) -> CheckResult:
         """Decide one request; never raises.
@@ -191,31 +213,25 @@ class DecisionCore:
         token_text, receipt_text = read_credentials(request.headers)
         now = int(self._clock())
         keys = self._keys()
-        token = verify_token(
-            token_text, keys, now, self._audience, self._issuer, leeway=self._leeway
-        )
-        verify_receipt(receipt_text, token, keys, now)
+        token = self._verified_token(token_text, receipt_text, keys, now)
         path = normalize_path(request.path)
 
-        policy_input = {
-            "method": request.method,
-            "path": path,
-            "scopes": list(token.scopes),
-            "sub": token.sub,
-            "aud": token.aud,
-        }
-        decision = self._policy.decide(policy_input, request_id)
+        decision, cached = self._policy_decision(token, request.method, path, request_id)
         if not decision.allow:
             raise AuthzError(
                 Reason.SCOPE_DENIED,
                 f"policy denied {request.method!r} {path!r} for jti {token.jti!r}:"
-                f" {decision.reason!r} (decision_id={decision.decision_id})",
+                f" {decision.reason!r} (decision_id={decision.decision_id} cached={cached})",
             )
+        # Claimed only after the policy allowed, so a denied request does not use up the token.
+        if self._replay_guard is not None and self._replay_guard.applies_to(token.aud):
+            self._replay_guard.claim(token.jti, token.exp, now)
 
         logger.info(
-            "decision allowed request_id=%s decision_id=%s sub=%s jti=%s kid=%s",
+            "decision allowed request_id=%s decision_id=%s cached=%s sub=%s jti=%s kid=%s",
             request_id,
             decision.decision_id,
+            cached,
             token.sub,
             token.jti,
             token.kid,
@@ -226,6 +242,52 @@ class DecisionCore:
             UPSTREAM_JTI_HEADER: token.jti,
         }
         return CheckResult(True, 200, None, headers, request_id)
+
+    def _verified_token(
+        self, token_text: str, receipt_text: str, keys: KeySet, now: int
+    ) -> VerifiedToken:
+        if self._token_cache is not None:
+            cached = self._token_cache.lookup(token_text, receipt_text, keys, now, self._leeway)
+            if cached is not None:
+                return cached
+        token = verify_token(
+            token_text, keys, now, self._audience, self._issuer, leeway=self._leeway
+        )
+        receipt = verify_receipt(receipt_text, token, keys, now)
+        if self._token_cache is not None:
+            self._token_cache.store(token_text, receipt_text, token, receipt, keys)
+        return token
+
+    def _policy_decision(
+        self, token: VerifiedToken, method: str, path: str, request_id: str
+    ) -> tuple[PolicyDecision, bool]:
+        """Return the policy's decision and whether it came from the decision cache.
+
+        A cached decision keeps the ``decision_id`` OPA gave when it was first made, so the
+        log line of a cache hit points at the OPA decision log entry that contains the reason.
+        """
+        policy_input = {
+            "method": method,
+            "path": path,
+            "scopes": list(token.scopes),
+            "sub": token.sub,
+            "aud": token.aud,
+        }
+        if self._decision_cache is None or self._policy_revision is None:
+            return self._policy.decide(policy_input, request_id), False
+
+        revision = self._policy_revision.current()
+        if revision is None:
+            # Without a revision no cached decision can be trusted to be current.
+            self._decision_cache.clear()
+            return self._policy.decide(policy_input, request_id), False
+        key = DecisionKey.of(method, path, token.scopes, token.sub, token.aud)
+        cached = self._decision_cache.lookup(revision, key)
+        if cached is not None:
+            return cached, True
+        decision = self._policy.decide(policy_input, request_id)
+        self._decision_cache.store(revision, key, decision)
+        return decision, False
 
 
 def _denied(reason: Reason, request_id: str) -> CheckResult:

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     TOKEN_ISSUER_MISMATCH = "token_issuer_mismatch"
     TOKEN_TTL_EXCEEDED = "token_ttl_exceeded"
     TOKEN_REPLAYED = "token_replayed"
+    REPLAY_CACHE_FULL = "replay_cache_full"
     RECEIPT_MISSING = "receipt_missing"
     RECEIPT_MALFORMED = "receipt_malformed"
     RECEIPT_HEADER_INVALID = "receipt_header_invalid"

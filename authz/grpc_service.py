@@ -17,6 +17,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from authz.decision import CheckResult, DecisionCore, HttpRequest
+from authz.tls import TlsFiles, grpc_server_credentials
 
 logger = logging.getLogger("ztmint.authz.grpc")
 
@@ -94,19 +95,32 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
 
 
 def start_grpc_server(
-    core: DecisionCore, address: str, max_workers: int = 8
+    core: DecisionCore, address: str, max_workers: int = 8, tls: TlsFiles | None = None
 ) -> tuple[grpc.Server, int]:
     """Start the gRPC ext_authz server on ``address`` (``host:port``, port 0 for any).
 
-    Limitations:
-        The server listens without TLS, so run it on loopback next to its Envoy.
+    Args:
+        core: the decision core that decides every check.
+        address: where to listen.
+        max_workers: threads serving checks concurrently.
+        tls: when given, serve mTLS with these files, reloaded when they change
+            (``authz.tls.grpc_server_credentials``); when None, serve plaintext, which is
+            only safe on loopback next to the Envoy that calls it.
+
+    Raises:
+        TlsConfigError: when ``tls`` files cannot be loaded.
 
     Returns:
         The running server and the port it is bound to.
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(core), server)
-    port = server.add_insecure_port(address)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, grpc_server_credentials(tls))
     server.start()
-    logger.info("grpc ext_authz listening address=%s port=%d", address, port)
+    logger.info(
+        "grpc ext_authz listening address=%s port=%d tls=%s", address, port, tls is not None
+    )
     return server, port

@@ -9,14 +9,19 @@ other status back to the client, together with the body.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from authz.decision import DecisionCore, HttpRequest
+from authz.tls import ReloadingSslContext, TlsFiles
 
 logger = logging.getLogger("ztmint.authz.http")
 
 MAX_DISCARDED_BODY_BYTES = 1024 * 1024
+TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
 
 class _CheckHandler(BaseHTTPRequestHandler):
@@ -69,22 +74,72 @@ class _CheckHandler(BaseHTTPRequestHandler):
         return
 
 
-def start_http_server(core: DecisionCore, host: str, port: int) -> tuple[ThreadingHTTPServer, int]:
+class _MutualTlsHttpServer(ThreadingHTTPServer):
+    """Wraps each accepted connection in TLS with the newest context, handshaking per thread.
+
+    The handshake runs in the connection's own thread rather than in the accept loop, so one
+    slow or silent client cannot hold up the others.
+    """
+
+    contexts: ReloadingSslContext
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        wrapped = self.contexts.current().wrap_socket(
+            connection, server_side=True, do_handshake_on_connect=False
+        )
+        return wrapped, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(TLS_HANDSHAKE_TIMEOUT_SECONDS)
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            # Expected for clients without a valid certificate; the connection is closed.
+            logger.info("tls handshake failed peer=%s error=%s", client_address[0], exc)
+            return
+        request.settimeout(None)
+        super().finish_request(request, client_address)
+
+
+def start_http_server(
+    core: DecisionCore, host: str, port: int, tls: TlsFiles | None = None
+) -> tuple[ThreadingHTTPServer, int]:
     """Start the HTTP ext_authz server in a daemon thread (port 0 picks a free port).
 
+    Args:
+        core: the decision core that decides every check.
+        host: the address to bind.
+        port: the port to bind, 0 for any free one.
+        tls: when given, serve HTTPS that requires a client certificate. Changed files are
+            loaded for new connections (``authz.tls.ReloadingSslContext``). When None, serve
+            plain HTTP, which is only safe on loopback next to its Envoy.
+
     Limitations:
-        Plain HTTP/1.1 without TLS, so run it on loopback next to its Envoy. A request body
-        larger than 1 MiB is not drained, and the connection is then closed. The filter's
-        ``path_prefix`` must stay empty, because the policy would see the prefixed path.
+        HTTP/1.1 only, so the Envoy cluster that calls it must not force HTTP/2. A request
+        body larger than 1 MiB is not drained, and the connection is then closed. The
+        filter's ``path_prefix`` must stay empty, because the policy would see the prefixed
+        path.
+
+    Raises:
+        TlsConfigError: when ``tls`` files cannot be loaded.
 
     Returns:
         The running server (stop it with ``shutdown()``) and the port it is bound to.
     """
     handler = type("CheckHandler", (_CheckHandler,), {"core": core})
-    server = ThreadingHTTPServer((host, port), handler)
+    server: ThreadingHTTPServer
+    if tls is None:
+        server = ThreadingHTTPServer((host, port), handler)
+    else:
+        contexts = ReloadingSslContext(tls)
+        server_class = type("MutualTlsHttpServer", (_MutualTlsHttpServer,), {"contexts": contexts})
+        server = server_class((host, port), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="authz-http", daemon=True)
     thread.start()
     bound_port = server.server_address[1]
-    logger.info("http ext_authz listening host=%s port=%d", host, bound_port)
+    logger.info(
+        "http ext_authz listening host=%s port=%d tls=%s", host, bound_port, tls is not None
+    )
     return server, int(bound_port)

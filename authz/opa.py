@@ -9,6 +9,7 @@ else, raises an ``AuthzError``, so a caller that forgets to handle a case still 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import httpx
 from authz.errors import AuthzError, Reason
 
 DECISION_PATH = "/v1/data/ztmint/authz/decision"
+BUNDLES_PATH = "/v1/data/system/bundles"
 DEFAULT_TIMEOUT_SECONDS = 0.2
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -70,6 +72,7 @@ class OpaClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._url = base_url.rstrip("/") + DECISION_PATH
+        self._bundles_url = base_url.rstrip("/") + BUNDLES_PATH
         self._client = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport)
 
     def close(self) -> None:
@@ -107,6 +110,35 @@ class OpaClient:
             raise PolicyResultError("OPA returned a body that is not JSON") from exc
         return _decision_from_body(body, request_id)
 
+    def bundle_revision(self) -> str:
+        """Return the revisions of the bundles OPA has loaded, as one comparable string.
+
+        OPA v1.22.4 keeps each activated bundle's manifest under ``data.system.bundles``,
+        read here with ``GET /v1/data/system/bundles`` (the integration tests check this
+        against a bundle built by opa/build-bundle.sh). The result is the JSON object
+        ``{<bundle name>: <manifest revision>}`` with sorted names, so it changes whenever
+        any bundle's revision does. With no bundle loaded it is ``{}``.
+
+        Raises:
+            PolicyUnavailableError: OPA is unreachable or timed out.
+            PolicyResultError: OPA returned a non-200 status or an unexpected body.
+        """
+        try:
+            response = self._client.get(self._bundles_url)
+        except httpx.TimeoutException as exc:
+            raise PolicyUnavailableError(f"OPA timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise PolicyUnavailableError(f"OPA is unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise PolicyResultError(
+                f"reading bundle revisions returned HTTP {response.status_code}, expected 200"
+            )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PolicyResultError("OPA returned bundle status that is not JSON") from exc
+        return _revision_from_body(body)
+
 
 def _decision_from_body(body: Any, request_id: str) -> PolicyDecision:
     if not isinstance(body, dict):
@@ -126,3 +158,17 @@ def _decision_from_body(body: Any, request_id: str) -> PolicyDecision:
     if not isinstance(decision_id, str) or not decision_id:
         decision_id = request_id
     return PolicyDecision(allow=allow, reason=reason, decision_id=decision_id)
+
+
+def _revision_from_body(body: Any) -> str:
+    bundles = body.get("result", {}) if isinstance(body, dict) else None
+    if not isinstance(bundles, dict):
+        raise PolicyResultError("data.system.bundles is not an object")
+    revisions: dict[str, str] = {}
+    for name, status in bundles.items():
+        manifest = status.get("manifest") if isinstance(status, dict) else None
+        revision = manifest.get("revision", "") if isinstance(manifest, dict) else None
+        if not isinstance(revision, str):
+            raise PolicyResultError(f"bundle {name!r} has no string manifest revision")
+        revisions[name] = revision
+    return json.dumps(revisions, sort_keys=True, separators=(",", ":"))

@@ -11,18 +11,29 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import start_http_server as start_metrics_server
 
+from authz.cache import DecisionCache, RevisionWatcher, TokenCache
 from authz.decision import DecisionCore
 from authz.grpc_service import start_grpc_server
 from authz.http_service import start_http_server
 from authz.keys import KeySet, KeySetError, fetch_jwks, key_set_from_jwks, load_key_set_file
 from authz.opa import DEFAULT_TIMEOUT_SECONDS, OpaClient
+from authz.replay import ReplayGuard
+from authz.tls import TlsConfigError, TlsFiles
 from authz.verify import DEFAULT_LEEWAY_SECONDS
 
 logger = logging.getLogger("ztmint.authz.server")
+
+# An estimate: one entry takes about 2 KiB (the token, its claims and the receipt),
+# so a full token cache takes about 20 MiB.
+DEFAULT_TOKEN_CACHE_SIZE = 10_000
+DEFAULT_DECISION_CACHE_SIZE = 10_000
+DEFAULT_REVISION_INTERVAL_SECONDS = 1.0
+DEFAULT_REPLAY_CACHE_SIZE = 100_000
 
 
 class JwksRefresher:
@@ -102,7 +113,93 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LEEWAY_SECONDS,
         help="clock skew allowed on nbf/iat/exp, 0-30 seconds (default %(default)s)",
     )
+
+    caches = parser.add_argument_group("caches")
+    caches.add_argument(
+        "--token-cache-size",
+        type=_non_negative_int,
+        default=DEFAULT_TOKEN_CACHE_SIZE,
+        help="verified (token, receipt) pairs kept; 0 turns the cache off (default %(default)s)",
+    )
+    caches.add_argument(
+        "--decision-cache-size",
+        type=_non_negative_int,
+        default=DEFAULT_DECISION_CACHE_SIZE,
+        help="OPA decisions kept per bundle revision; 0 turns the cache off (default %(default)s)",
+    )
+    caches.add_argument(
+        "--policy-revision-interval",
+        type=float,
+        default=DEFAULT_REVISION_INTERVAL_SECONDS,
+        help="seconds between reads of OPA's bundle revision, the longest a decision of an"
+        " older bundle can be served from the cache (default %(default)s)",
+    )
+    caches.add_argument(
+        "--single-use-audience",
+        action="append",
+        default=[],
+        metavar="AUDIENCE",
+        help="reject a second use of any token for this audience (token_replayed); repeatable",
+    )
+    caches.add_argument(
+        "--replay-cache-size",
+        type=_positive_int,
+        default=DEFAULT_REPLAY_CACHE_SIZE,
+        help="unexpired jti values kept for single-use audiences (default %(default)s)",
+    )
+
+    tls = parser.add_argument_group("mutual TLS for --grpc-listen and --http-listen")
+    tls.add_argument("--tls-cert", type=Path, help="server certificate chain (PEM)")
+    tls.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    tls.add_argument("--tls-client-ca", type=Path, help="CA certificates for client certificates")
     return parser
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    paths = (args.tls_cert, args.tls_key, args.tls_client_ca)
+    if all(path is None for path in paths):
+        return None
+    if any(path is None for path in paths):
+        raise TlsConfigError("mutual TLS needs all of --tls-cert, --tls-key and --tls-client-ca")
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+def build_core(
+    args: argparse.Namespace, keys: Callable[[], KeySet], policy: OpaClient
+) -> DecisionCore:
+    """Build the decision core with the caches and replay guard that ``args`` ask for."""
+    decision_cache = revision = None
+    if args.decision_cache_size > 0:
+        decision_cache = DecisionCache(args.decision_cache_size)
+        revision = RevisionWatcher(policy.bundle_revision, time.time, args.policy_revision_interval)
+    replay_guard = None
+    if args.single_use_audience:
+        replay_guard = ReplayGuard(args.single_use_audience, args.replay_cache_size, args.leeway)
+    return DecisionCore(
+        keys,
+        policy,
+        args.audience,
+        args.issuer,
+        leeway=args.leeway,
+        token_cache=TokenCache(args.token_cache_size) if args.token_cache_size > 0 else None,
+        decision_cache=decision_cache,
+        policy_revision=revision,
+        replay_guard=replay_guard,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         def key_source() -> KeySet:
             return initial
 
+    try:
+        tls = _tls_files(args)
+    except TlsConfigError as exc:
+        logger.error("cannot configure tls: %s", exc)
+        return 2
     policy = OpaClient(args.opa_url, timeout=args.opa_timeout)
-    core = DecisionCore(key_source, policy, args.audience, args.issuer, leeway=args.leeway)
+    core = build_core(args, key_source, policy)
     logger.info(
         "keys loaded group_keys=%d receipt_keys=%d",
         len(initial.group_keys),
@@ -144,11 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
 
     grpc_server = http_server = None
-    if args.grpc_listen:
-        grpc_server, _ = start_grpc_server(core, args.grpc_listen)
-    if args.http_listen:
-        host, port = _split_address(args.http_listen)
-        http_server, _ = start_http_server(core, host, port)
+    try:
+        if args.grpc_listen:
+            grpc_server, _ = start_grpc_server(core, args.grpc_listen, tls=tls)
+        if args.http_listen:
+            host, port = _split_address(args.http_listen)
+            http_server, _ = start_http_server(core, host, port, tls=tls)
+    except TlsConfigError as exc:
+        logger.error("cannot start tls listener: %s", exc)
+        if grpc_server is not None:
+            grpc_server.stop(grace=None)
+        policy.close()
+        return 1
     if args.metrics_listen:
         host, port = _split_address(args.metrics_listen)
         metrics_server, _ = start_metrics_server(port, addr=host, registry=core.metrics.registry)

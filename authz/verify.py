@@ -22,7 +22,7 @@ from typing import Any
 from authz.errors import AuthzError, Reason
 from authz.formats import MAX_TTL_SECONDS, RECEIPT_ALG, RECEIPT_TYP, TOKEN_ALG, TOKEN_TYP
 from authz.jose import b64url_decode, json_loads_strict, split_compact
-from authz.keys import KeySet
+from authz.keys import KeySet, ReceiptKey
 from authz.signatures import verify_ed25519_strict, verify_es256_raw
 
 DEFAULT_LEEWAY_SECONDS = 10
@@ -184,17 +184,7 @@ def verify_receipt(
 
     payload = json_loads_strict(compact.payload, Reason.RECEIPT_MALFORMED)
     verified = _receipt_from_payload(receipt_key.kid, payload)
-    if receipt_key.retired_at is not None:
-        if verified.iat > receipt_key.retired_at:
-            raise AuthzError(
-                Reason.RECEIPT_KEY_RETIRED,
-                f"receipt key {receipt_key.kid!r} signed a receipt after it was retired",
-            )
-        if now >= receipt_key.retired_at + keys.receipt_grace_seconds:
-            raise AuthzError(
-                Reason.RECEIPT_KEY_RETIRED,
-                f"receipt key {receipt_key.kid!r} is past its grace period",
-            )
+    check_receipt_key_retirement(receipt_key, verified.iat, keys, now)
 
     expected_digest = hashlib.sha256(token.token.encode("ascii")).digest()
     bound_digest = b64url_decode(payload["token_sha256"], Reason.RECEIPT_MALFORMED)
@@ -311,13 +301,50 @@ def _check_token_claims(
             Reason.TOKEN_TTL_EXCEEDED,
             f"exp - iat is {token.exp - token.iat} s, more than the maximum of {max_ttl} s",
         )
-    # RFC 7519 section 4.1.4: the token must not be accepted on or after exp.
+    check_token_time(token, now, leeway)
+
+
+def check_token_time(token: VerifiedToken, now: int, leeway: int) -> None:
+    """Check a verified token's ``exp``, ``nbf`` and ``iat`` against ``now``.
+
+    ``verify_token`` runs this check, and the token cache runs it again on every hit, because
+    a token that was valid when it was cached can expire while it stays in the cache.
+
+    Raises:
+        AuthzError: ``token_expired`` at or after ``exp + leeway`` (RFC 7519 section 4.1.4),
+            ``token_not_yet_valid`` before ``nbf - leeway`` or ``iat - leeway``.
+    """
     if now >= token.exp + leeway:
         raise AuthzError(Reason.TOKEN_EXPIRED, f"token expired at {token.exp}, now is {now}")
     if now < token.nbf - leeway:
         raise AuthzError(Reason.TOKEN_NOT_YET_VALID, f"nbf {token.nbf} is after now {now}")
     if now < token.iat - leeway:
         raise AuthzError(Reason.TOKEN_NOT_YET_VALID, f"iat {token.iat} is after now {now}")
+
+
+def check_receipt_key_retirement(
+    receipt_key: ReceiptKey, receipt_iat: int, keys: KeySet, now: int
+) -> None:
+    """Check that a retired receipt key may still vouch for a receipt issued at ``receipt_iat``.
+
+    A current key (``retired_at`` is None) always passes.
+
+    Raises:
+        AuthzError: ``receipt_key_retired`` when the receipt was issued after the key was
+            retired, or when the key's grace period has passed.
+    """
+    if receipt_key.retired_at is None:
+        return
+    if receipt_iat > receipt_key.retired_at:
+        raise AuthzError(
+            Reason.RECEIPT_KEY_RETIRED,
+            f"receipt key {receipt_key.kid!r} signed a receipt after it was retired",
+        )
+    if now >= receipt_key.retired_at + keys.receipt_grace_seconds:
+        raise AuthzError(
+            Reason.RECEIPT_KEY_RETIRED,
+            f"receipt key {receipt_key.kid!r} is past its grace period",
+        )
 
 
 def _receipt_from_payload(kid: str, payload: dict[str, Any]) -> VerifiedReceipt:

@@ -21,6 +21,7 @@ from authz.opa import (
     OpaClient,
     PolicyResultError,
     PolicyUnavailableError,
+    _revision_from_body,
 )
 
 INPUT = {"method": "GET", "path": "/orders", "scopes": ["orders:read"], "sub": "a", "aud": "b"}
@@ -150,3 +151,45 @@ def test_decide_rejects_unreachable_opa() -> None:
         OpaClient(f"http://127.0.0.1:{port}").decide(INPUT)
 
     assert raised.value.reason == Reason.POLICY_UNAVAILABLE
+
+
+def test_revision_from_body_sorts_bundles() -> None:
+    body = {
+        "result": {
+            "z.tar.gz": {"manifest": {"revision": "r2"}},
+            "a.tar.gz": {"manifest": {"revision": "r1"}},
+        }
+    }
+
+    assert _revision_from_body(body) == '{"a.tar.gz":"r1","z.tar.gz":"r2"}'
+
+
+def test_revision_from_body_without_bundles_is_empty_object() -> None:
+    assert _revision_from_body({"result": {}}) == "{}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"result": []},
+        {"result": {"b": {"manifest": {"revision": 7}}}},
+        {"result": {"b": "not an object"}},
+    ],
+)
+def test_revision_from_body_rejects_unexpected_shape(body: object) -> None:
+    with pytest.raises(PolicyResultError) as error:
+        _revision_from_body(body)
+
+    assert error.value.reason == Reason.POLICY_ERROR
+
+
+def test_bundle_revision_rejects_unreachable_opa() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = OpaClient(f"http://127.0.0.1:{port}")
+
+    with pytest.raises(PolicyUnavailableError, match="OPA is unreachable"):
+        client.bundle_revision()
+    client.close()

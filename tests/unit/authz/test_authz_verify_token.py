@@ -96,7 +96,9 @@ def test_verify_token_rejects_bad_kid(issuer: Issuer, kid: object) -> None:
 
 
 def test_verify_token_rejects_unknown_kid(issuer: Issuer) -> None:
-    token = issuer.token_with({"kid": issuer.kid[:-1] + "A"})
+    # Change the last character to a different one; "A" alone would keep a kid ending in "A".
+    last = "B" if issuer.kid.endswith("A") else "A"
+    token = issuer.token_with({"kid": issuer.kid[:-1] + last})
 
     assert _reason(issuer, token) == Reason.TOKEN_KID_UNKNOWN
 

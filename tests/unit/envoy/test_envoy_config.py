@@ -20,6 +20,8 @@ import pytest
 import yaml
 from google.protobuf import message
 
+from authz.decision import UPSTREAM_HEADERS
+
 ROOT = Path(__file__).resolve().parents[3]
 ENVOY_DIR = ROOT / "envoy"
 CHECK_DIR = ENVOY_DIR / "check"
@@ -202,6 +204,15 @@ def test_ext_authz_http_mode_forwards_token_and_receipt() -> None:
     assert {"authorization", "x-kms-sig"} <= allowed
 
 
+def test_ext_authz_http_mode_copies_identity_headers_upstream() -> None:
+    ext_authz = find(load(ENVOY_DIR / "sidecar-http-authz.yaml"), EXT_AUTHZ)[0]
+    response = ext_authz.http_service.authorization_response
+
+    upstream = {pattern.exact for pattern in response.allowed_upstream_headers.patterns}
+
+    assert upstream == set(UPSTREAM_HEADERS)
+
+
 @pytest.mark.parametrize("path", BOOTSTRAP_FILES, ids=file_id)
 def test_every_listener_requires_client_certificate(path: Path) -> None:
     bootstrap = load(path)
@@ -243,30 +254,48 @@ def test_tls_secrets_reload_from_watched_files(path: Path) -> None:
 
 @pytest.mark.parametrize("path", BOOTSTRAP_FILES, ids=file_id)
 def test_http_connection_manager_normalizes_paths(path: Path) -> None:
-    manager = find(load(path), HTTP_CONNECTION_MANAGER)[0]
-    enums = type(manager)
+    managers = find(load(path), HTTP_CONNECTION_MANAGER)
 
-    assert manager.normalize_path.value is True
-    assert manager.merge_slashes is True
-    assert manager.path_with_escaped_slashes_action == enums.REJECT_REQUEST
-    assert manager.common_http_protocol_options.headers_with_underscores_action == (
-        manager.common_http_protocol_options.REJECT_REQUEST
-    )
-    assert manager.forward_client_cert_details == enums.SANITIZE_SET
+    assert managers
+    for manager in managers:
+        enums = type(manager)
+        assert manager.normalize_path.value is True
+        assert manager.merge_slashes is True
+        assert manager.path_with_escaped_slashes_action == enums.REJECT_REQUEST
+        assert manager.common_http_protocol_options.headers_with_underscores_action == (
+            manager.common_http_protocol_options.REJECT_REQUEST
+        )
+        assert manager.forward_client_cert_details == enums.SANITIZE_SET
 
 
 @pytest.mark.parametrize("path", BOOTSTRAP_FILES, ids=file_id)
-def test_authz_cluster_uses_http2_over_tls_on_loopback(path: Path) -> None:
+def test_authz_cluster_uses_tls_on_loopback(path: Path) -> None:
     clusters = load(path).static_resources.clusters
     (authz,) = [cluster for cluster in clusters if cluster.name.startswith("ztmint_authz")]
 
-    options = pgv_rules.unpack_any(authz.typed_extension_protocol_options[UPSTREAM_HTTP_OPTIONS])
     tls = pgv_rules.unpack_any(authz.transport_socket.typed_config)
     endpoint = authz.load_assignment.endpoints[0].lb_endpoints[0].endpoint
 
-    assert options.explicit_http_config.HasField("http2_protocol_options")
     assert tls.DESCRIPTOR.full_name == UPSTREAM_TLS
     assert endpoint.address.socket_address.address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("path", BOOTSTRAP_FILES, ids=file_id)
+def test_authz_cluster_protocol_matches_authz_service(path: Path) -> None:
+    bootstrap = load(path)
+    ext_authz = find(bootstrap, EXT_AUTHZ)[0]
+    clusters = bootstrap.static_resources.clusters
+    (authz,) = [cluster for cluster in clusters if cluster.name.startswith("ztmint_authz")]
+    options = pgv_rules.unpack_any(authz.typed_extension_protocol_options[UPSTREAM_HTTP_OPTIONS])
+    tls = pgv_rules.unpack_any(authz.transport_socket.typed_config)
+
+    # gRPC needs HTTP/2; authz.http_service serves HTTP/1.1 only.
+    grpc_mode = ext_authz.HasField("grpc_service")
+    expected_protocol = "http2_protocol_options" if grpc_mode else "http_protocol_options"
+    expected_alpn = ["h2"] if grpc_mode else ["http/1.1"]
+
+    assert options.explicit_http_config.HasField(expected_protocol)
+    assert list(tls.common_tls_context.alpn_protocols) == expected_alpn
 
 
 @pytest.mark.parametrize("path", BOOTSTRAP_FILES, ids=file_id)
@@ -435,7 +464,8 @@ def test_load_config_file_rejects_non_mapping(tmp_path: Path) -> None:
     listing = tmp_path / "list.yaml"
     listing.write_text("- admin\n", encoding="utf-8")
 
-    with pytest.raises(envoy_schema.ConfigParseError, match="but a mapping of .* fields is expected"):
+    expected = "but a mapping of .* fields is expected"
+    with pytest.raises(envoy_schema.ConfigParseError, match=expected):
         envoy_schema.load_config_file(listing, BOOTSTRAP)
 
 
