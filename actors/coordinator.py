@@ -1,46 +1,54 @@
 """The coordinator: drives key generation, keeps commitment pools, and runs threshold signing.
 
 ``CoordinatorCore`` is the whole logic and reaches signers only through a ``SignerTransport``,
-so it runs unchanged over in-process signers (tests) or Ray actors. It plays the coordinator
-role of RFC 9591 section 5. It picks the signers and builds the signing package from their
-precomputed commitments. It verifies each signature share against the signer's verifying
-share (section 5.4), aggregates the shares (section 5.3), and verifies the result as a plain
-Ed25519 signature (RFC 8032 section 5.1.7). ``CoordinatorActor`` and
-``coordinator_actor`` wrap it for Ray.
+so it runs unchanged over in-process signers (tests) or Ray actors (``actors.coordinator_actor``).
+It plays the coordinator role of RFC 9591 section 5. ``sign_token`` completes the token claims
+with the signer set and the evidence digest, and builds the signing package from precomputed
+commitments. It verifies each signature share against the signer's verifying share (section
+5.4) and each signer's SEV-SNP report. Then it aggregates the shares (section 5.3) and
+verifies the result as a plain Ed25519 signature (RFC 8032 section 5.1.7).
 
 Security:
     The coordinator never receives a signing share or a nonce. During key generation it relays
     round-two packages that are encrypted from signer to signer. Each commitment is taken out
     of its pool before use, so the coordinator never offers a commitment twice; the signers
-    enforce the same rule on their side.
+    enforce the same rule on their side. Every signer call except ``describe`` carries a
+    per-call token signed with the coordinator key (``actors.caller_auth``). No share is
+    aggregated before its signer's attestation report for this signing input is verified.
 
 Limitations:
-    The X25519 public keys that signers announce in DKG round one are not authenticated by
-    anything the coordinator cannot forge, so a malicious coordinator could put itself in the
-    middle of key generation. Binding these keys to each signer's attestation report would
-    close this and is not done yet. Round one also assumes a broadcast channel, but the
+    The X25519 public keys that signers announce in DKG round one are bound to each signer's
+    attestation report, but only the coordinator checks that binding. The signers take the
+    other signers' keys from the coordinator, so a malicious coordinator could still put
+    itself in the middle of key generation. Round one also assumes a broadcast channel, but the
     coordinator relays it: a coordinator that sends different announcements to different
     signers is caught only at the end (``DkgInconsistent``), after each signer has sealed its
-    share, so those sealed shares must then be deleted by hand. Signers do not yet check a
-    per-call token proving that a request comes from the coordinator.
+    share, so those sealed shares must then be deleted by hand.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import threading
+import os
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from actors.assertion_check import AssertionEvidence, check_assertion
+from actors.caller_auth import CallTokenIssuer
+from actors.coordinator_dkg import KeyGenerationRelay
 from actors.errors import (
     AggregateSignatureInvalid,
-    DkgError,
+    AssertionRejected,
+    CallerRejected,
     DkgInconsistent,
+    EvidenceChanged,
     MessageRejected,
     MintFailed,
     NotEnoughSigners,
+    ReportRejected,
     StaleEpoch,
 )
 from actors.frost.aggregate import aggregate, verify_signature_share
@@ -52,13 +60,20 @@ from actors.frost.round2 import SignatureShare, SigningPackage, make_signing_pac
 from actors.message_check import check_token_signing_input
 from actors.messages import (
     CommitmentBatch,
-    DkgAnnouncement,
-    SealedRound2Package,
+    SignatureReply,
     SignerInfo,
     SignRequest,
 )
-from actors.signer import NAMESPACE, signer_actor_name
-from actors.transport import RaySignerTransport, SignerTransport
+from actors.metrics import MeshMetrics, NoMetrics
+from actors.report_verification import (
+    ReportVerifier,
+    mint_report_data,
+    startup_report_data,
+)
+from actors.signer import signer_actor_name
+from actors.transport import SignerTransport
+from authz.formats import TokenClaims, token_signing_input
+from authz.jwk import okp_ed25519_jwk, thumbprint
 
 COORDINATOR_ACTOR_NAME = "ztmint-coordinator"
 
@@ -67,8 +82,12 @@ logger = logging.getLogger(__name__)
 STATE_UP = "up"
 STATE_DOWN = "down"
 STATE_EXCLUDED = "excluded"
+_CHALLENGE_SIZE = 32
+_MEASUREMENT_PREFIX_HEX = 16
+_REPORT_REJECTED_PREFIX = "start-up report rejected: "
 
 ProgressCallback = Callable[[str], None]
+RandomSource = Callable[[int], bytes]
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,7 @@ class CoordinatorSettings:
         low_watermark: refill a signer's pool when it contains fewer commitments than this.
         sign_timeout: seconds to wait for the signature shares of one attempt.
         call_timeout: seconds to wait for other signer calls (describe, refill, DKG steps).
-        max_attempts: signing attempts per message before giving up.
+        max_attempts: signing attempts per token before giving up.
         refill_interval: seconds between background refill rounds of the Ray actor.
     """
 
@@ -93,16 +112,21 @@ class CoordinatorSettings:
 
 
 @dataclass(frozen=True)
-class SignResult:
-    """An aggregate signature and the signers that made it.
+class SignedToken:
+    """A token signing input and its aggregate signature.
 
     Attributes:
+        signing_input: ``BASE64URL(header) '.' BASE64URL(claims)`` with the completed claims.
         signature: the 64-byte Ed25519 signature, valid under the group key.
-        signers: FROST identifiers of the signers whose shares were aggregated, ascending.
+        signers: FROST identifiers of the signers whose shares were aggregated, ascending;
+            the same list as the claims' ``ztm.signers``.
+        evidence: the claims' ``ztm.evidence`` digest, or None when attestation is off.
     """
 
+    signing_input: bytes
     signature: bytes
     signers: tuple[int, ...]
+    evidence: str | None
 
 
 @dataclass
@@ -124,37 +148,56 @@ class _SignerSlot:
         self.commitments.clear()
 
 
-@dataclass
-class _DkgRun:
-    """Public data of a key generation in progress."""
-
-    min_signers: int
-    announcements: dict[int, DkgAnnouncement] = field(default_factory=dict)
-    relayed: dict[int, dict[int, SealedRound2Package]] = field(default_factory=dict)
-
-
-class CoordinatorCore:
+class CoordinatorCore(KeyGenerationRelay):
     """Coordinator logic over a set of signers.
 
     Args:
         transport: how to reach the signers.
         identifiers: FROST identifiers of all n signers.
+        issuer: signs the per-call tokens the signers require.
         settings: pool sizes, timeouts and attempts.
+        reports: verifies signers' attestation reports, or None when attestation is off.
+        metrics: where signer health, failures and signing time are recorded.
+        rng: source of attestation challenges.
+        timer: monotonic seconds, for the signing time metric.
     """
 
     def __init__(
         self,
         transport: SignerTransport,
         identifiers: Sequence[int],
+        issuer: CallTokenIssuer,
         settings: CoordinatorSettings | None = None,
+        reports: ReportVerifier | None = None,
+        metrics: MeshMetrics | None = None,
+        rng: RandomSource = os.urandom,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if len(set(identifiers)) != len(identifiers) or not identifiers:
             raise ValueError(f"signer identifiers {list(identifiers)} must be distinct, not empty")
         self._transport = transport
+        self._issuer = issuer
         self._settings = settings or CoordinatorSettings()
+        self._reports = reports
+        self._metrics = metrics or NoMetrics()
+        self._rng = rng
+        self._timer = timer
         self._slots = {identifier: _SignerSlot(identifier) for identifier in identifiers}
         self._public_key_package: PublicKeyPackage | None = None
-        self._dkg: _DkgRun | None = None
+        self._dkg = None
+
+    def _call(
+        self, method: str, arguments: Mapping[int, tuple[Any, ...]], timeout: float
+    ) -> dict[int, object]:
+        """Call ``method`` on each signer with a fresh per-call token as first argument."""
+        authenticated = {
+            identifier: (
+                self._issuer.issue(signer_actor_name(identifier), method, args),
+                *args,
+            )
+            for identifier, args in arguments.items()
+        }
+        return self._transport.call(method, authenticated, timeout)
 
     # Public keys and status.
 
@@ -171,32 +214,60 @@ class CoordinatorCore:
         return self._require_public_key_package().group_public_key
 
     def status(self) -> list[dict[str, object]]:
-        """Return, per signer: identifier, actor name, node id, fault domain, state, pool depth
-        and last error."""
-        return [
-            {
+        """Return one row per signer: placement, state, attestation, pool depth, last error.
+
+        Keys: identifier, actor_name, node_id, fault_domain, state, attestation (``verified``,
+        ``none`` or ``off``), measurement (hex prefix), policy_id, verified_at (ISO 8601),
+        pool_depth (commitments the coordinator holds) and last_error.
+        """
+        rows: list[dict[str, object]] = []
+        for slot in self._slots.values():
+            row: dict[str, object] = {
                 "identifier": slot.identifier,
                 "actor_name": signer_actor_name(slot.identifier),
                 "node_id": slot.node_id,
                 "fault_domain": slot.fault_domain,
                 "state": slot.state,
+                "attestation": "off",
+                "measurement": None,
+                "policy_id": None,
+                "verified_at": None,
                 "pool_depth": len(slot.commitments),
                 "last_error": slot.last_error,
             }
-            for slot in self._slots.values()
-        ]
+            if self._reports is not None:
+                last = self._reports.last(slot.identifier)
+                row["attestation"] = "none" if last is None else "verified"
+                if last is not None:
+                    row["measurement"] = last.evidence.measurement.hex()[:_MEASUREMENT_PREFIX_HEX]
+                    row["policy_id"] = last.evidence.policy_id
+                    row["verified_at"] = last.verified_at.isoformat()
+            rows.append(row)
+        return rows
 
     def readmit(self, identifier: int) -> None:
-        """Let a signer excluded for an invalid share take part again after its next refresh."""
+        """Let an excluded signer take part again after its next refresh."""
         slot = self._slots[identifier]
         if slot.state == STATE_EXCLUDED:
             slot.state = STATE_DOWN
 
+    def _set_state(self, slot: _SignerSlot, state: str, error: str | None = None) -> None:
+        if state == STATE_DOWN:
+            slot.mark_down(error or "down")
+        else:
+            slot.state = state
+            if error is not None:
+                slot.last_error = error
+        if state != STATE_UP and self._reports is not None:
+            self._reports.forget(slot.identifier)
+        self._metrics.signer_up(slot.identifier, slot.fault_domain, state == STATE_UP)
+
     def refresh(self) -> list[dict[str, object]]:
-        """Ask every signer that is not excluded for its state, and learn the group key.
+        """Ask every signer that is not excluded for its state, learn the group key, and
+        verify a start-up attestation report of each signer that has none verified.
 
         A signer whose epoch changed was restarted: its old commitments are dropped, because
-        its nonces died with the old process.
+        its nonces died with the old process, and it attests again.
 
         Returns:
             ``status()`` after the refresh.
@@ -210,21 +281,83 @@ class CoordinatorCore:
         for identifier, result in results.items():
             slot = self._slots[identifier]
             if not isinstance(result, SignerInfo):
-                slot.mark_down(_describe_error(result))
+                self._set_state(slot, STATE_DOWN, _describe_error(result))
                 continue
             if result.epoch != slot.epoch:
                 slot.commitments.clear()
                 slot.epoch = result.epoch
+                if self._reports is not None:
+                    self._reports.forget(identifier)
             slot.node_id = result.node_id
             slot.fault_domain = result.fault_domain
             if result.public_key_package is None:
-                slot.state = STATE_DOWN
-                slot.last_error = "signer has no signing share"
+                self._set_state(slot, STATE_DOWN, "signer has no signing share")
+                slot.epoch = result.epoch
                 continue
-            slot.state = STATE_UP
             packages[identifier] = result.public_key_package
+            self._set_state(slot, STATE_UP)
         self._adopt_public_key_package(packages)
+        self._attest_unverified()
         return self.status()
+
+    def _attest_unverified(self) -> None:
+        if self._reports is None or self._public_key_package is None:
+            return
+        reports = self._reports
+        pending = [
+            identifier
+            for identifier, slot in self._slots.items()
+            if slot.state == STATE_UP and reports.last(identifier) is None
+        ]
+        shares = self._public_key_package.verifying_shares
+        for identifier, error in self._attest(pending, shares, {}).items():
+            # A rejected report excludes the signer, while a failed call only marks it down,
+            # so the next refresh asks again.
+            rejected = error.startswith(_REPORT_REJECTED_PREFIX)
+            self._set_state(
+                self._slots[identifier], STATE_EXCLUDED if rejected else STATE_DOWN, error
+            )
+            logger.error(
+                "signer start-up attestation failed",
+                extra={
+                    "signer": identifier,
+                    "error": error,
+                    "state": self._slots[identifier].state,
+                },
+            )
+
+    def _attest(
+        self,
+        identifiers: Sequence[int],
+        verifying_shares: Mapping[int, bytes],
+        box_keys: Mapping[int, bytes],
+    ) -> dict[int, str]:
+        """Verify a fresh start-up report of each signer; return the errors by signer."""
+        if self._reports is None or not identifiers:
+            return {}
+        challenges = {i: self._rng(_CHALLENGE_SIZE) for i in identifiers}
+        results = self._call(
+            "attest", {i: (challenges[i],) for i in identifiers}, self._settings.call_timeout
+        )
+        errors: dict[int, str] = {}
+        for identifier, result in sorted(results.items()):
+            slot = self._slots[identifier]
+            expected = startup_report_data(
+                challenges[identifier],
+                identifier,
+                slot.epoch or "",
+                verifying_shares.get(identifier),
+                box_keys.get(identifier),
+            )
+            if isinstance(result, BaseException):
+                errors[identifier] = f"attest failed: {type(result).__name__}: {result}"
+                continue
+            try:
+                self._reports.verify(identifier, result, expected)
+            except ReportRejected as exc:
+                errors[identifier] = f"{_REPORT_REJECTED_PREFIX}{exc}"
+                self._metrics.signer_failure(identifier, exc.reason)
+        return errors
 
     def _adopt_public_key_package(self, packages: Mapping[int, PublicKeyPackage]) -> None:
         known = [self._public_key_package] if self._public_key_package is not None else []
@@ -237,90 +370,6 @@ class CoordinatorCore:
         if distinct:
             self._public_key_package = next(iter(distinct.values()))
 
-    # Dealerless key generation (frost-core keys::dkg part1 to part3), relayed by the coordinator.
-
-    def run_dkg(self, min_signers: int, progress: ProgressCallback | None = None) -> bytes:
-        """Run all three DKG rounds among all signers and return the group key."""
-        report = progress or (lambda _message: None)
-        report(self.dkg_round1(min_signers))
-        report(self.dkg_round2())
-        report(self.dkg_round3())
-        return self.group_public_key()
-
-    def dkg_round1(self, min_signers: int) -> str:
-        """Start key generation: collect every signer's round-one announcement.
-
-        Returns:
-            A one-line progress message.
-
-        Raises:
-            DkgError: a group key exists already, or a signer failed (named in the error).
-        """
-        if self._public_key_package is not None:
-            raise DkgError(
-                "a group key exists already: rejecting a second key generation; remove the "
-                "sealed shares first to start over"
-            )
-        max_signers = len(self._slots)
-        results = self._call_all("dkg_part1", {i: (max_signers, min_signers) for i in self._slots})
-        self._dkg = _DkgRun(min_signers, announcements=results)
-        return f"key generation round 1 of 3: {max_signers} signers announced commitments"
-
-    def dkg_round2(self) -> str:
-        """Hand each signer the others' announcements and collect encrypted round-two packages.
-
-        Raises:
-            DkgError: round one has not run, or a signer failed (named in the error).
-        """
-        run = self._require_dkg()
-        arguments = {
-            identifier: ({i: a for i, a in run.announcements.items() if i != identifier},)
-            for identifier in self._slots
-        }
-        results = self._call_all("dkg_part2", arguments)
-        run.relayed = {identifier: {} for identifier in self._slots}
-        for sender, packages in results.items():
-            for recipient, package in packages.items():
-                if package.sender != sender or recipient not in run.relayed:
-                    raise DkgError(
-                        f"signer {sender} addressed a round-two package from {package.sender} "
-                        f"to {recipient}: expected packages from itself to other signers",
-                        signer=sender,
-                    )
-                run.relayed[recipient][sender] = package
-        return f"key generation round 2 of 3: relayed {sum(map(len, results.values()))} packages"
-
-    def dkg_round3(self) -> str:
-        """Deliver the encrypted packages, collect public key packages, and check they agree.
-
-        Raises:
-            DkgError: round two has not run, or a signer failed (named in the error).
-            DkgInconsistent: the signers derived different group keys.
-        """
-        run = self._require_dkg()
-        results = self._call_all("dkg_part3", {i: (run.relayed[i],) for i in self._slots})
-        self._dkg = None
-        self._adopt_public_key_package(results)
-        self.refresh()
-        return f"key generation round 3 of 3: group key {self.group_public_key().hex()}"
-
-    def _require_dkg(self) -> _DkgRun:
-        if self._dkg is None:
-            raise DkgError("key generation round called out of order: start with round 1")
-        return self._dkg
-
-    def _call_all(self, method: str, arguments: Mapping[int, tuple[Any, ...]]) -> dict[int, Any]:
-        results = self._transport.call(method, arguments, self._settings.call_timeout)
-        for identifier, result in sorted(results.items()):
-            if isinstance(result, BaseException):
-                self._dkg = None
-                raise DkgError(
-                    f"signer {identifier} failed {method}: {result!r}; key generation aborted, "
-                    "start again from round 1",
-                    signer=identifier,
-                ) from result
-        return results
-
     # Commitment pools.
 
     def refill(self) -> None:
@@ -332,39 +381,65 @@ class CoordinatorCore:
         }
         if not low:
             return
-        results = self._transport.call("publish_commitments", low, self._settings.call_timeout)
+        results = self._call("publish_commitments", low, self._settings.call_timeout)
         for identifier, result in results.items():
             slot = self._slots[identifier]
             if not isinstance(result, CommitmentBatch):
-                slot.mark_down(f"publish_commitments failed: {result!r}")
+                self._set_state(slot, STATE_DOWN, f"publish_commitments failed: {result!r}")
                 continue
             if result.epoch != slot.epoch:
-                # The signer restarted since we last saw it: its older nonces are gone.
+                # The signer restarted since we last saw it: its older nonces are gone, and
+                # its start-up report belongs to the old process.
                 slot.commitments.clear()
                 slot.epoch = result.epoch
+                if self._reports is not None:
+                    self._reports.forget(identifier)
             slot.commitments.extend(result.commitments)
+        self._attest_unverified()
 
     # Signing (RFC 9591 section 5).
 
-    def sign(self, message: bytes) -> SignResult:
-        """Produce an aggregate signature of ``message`` with t signers.
+    def sign_token(
+        self, claims: TokenClaims, kid: str, assertion: AssertionEvidence
+    ) -> SignedToken:
+        """Complete ``claims`` with the signer set and evidence, and sign them with t signers.
 
-        Each attempt picks t signers that are up and have commitments (distinct fault domains
-        first), calls them in parallel, and verifies every share. A signer that times out or
-        fails is marked down, and one that returns an invalid share is excluded until
-        ``readmit``. In both cases the next attempt goes on without it.
+        Each attempt picks t signers that are up, attested and have commitments (distinct
+        fault domains first), sets ``claims.signers`` to them and ``claims.evidence`` to the
+        digest of their last verified reports, and calls them in parallel. Every share and
+        every report is verified before aggregation. A signer that fails is named, kept out
+        of the following attempts, and marked down (timeout, restart, changed evidence) or
+        excluded until ``readmit`` (invalid share, rejected report). The next attempt builds
+        new claims, so its signing input differs.
+
+        Args:
+            claims: the token claims; ``signers`` and ``evidence`` are overwritten.
+            kid: the RFC 7638 thumbprint of the group key, for the token header.
+            assertion: the WebAuthn assertion that approved the request in ``claims``.
 
         Raises:
-            MessageRejected: ``message`` is not a token signing input for the group key; the
-                signers would reject it, so none is asked and no commitment is spent.
+            MessageRejected: ``kid`` is not the group key's thumbprint, or the claims are no
+                valid token; no signer is asked and no commitment is spent.
+            AssertionRejected: the assertion does not approve these claims; no signer is
+                asked and no commitment is spent.
             NotEnoughSigners: fewer than t usable signers are available before any attempt.
             MintFailed: ``max_attempts`` attempts failed, or too few signers remain after
                 excluding the failing ones; ``failures`` names each failing signer.
             AggregateSignatureInvalid: all shares verified but the aggregate does not, which
                 points at a bug rather than a signer.
         """
+        started = self._timer()
         public_key_package = self._require_public_key_package()
-        check_token_signing_input(message, public_key_package.group_public_key)
+        expected_kid = thumbprint(okp_ed25519_jwk(public_key_package.group_public_key))
+        if kid != expected_kid:
+            raise MessageRejected(
+                f"kid {kid!r} is not the thumbprint of the group key ({expected_kid!r})"
+            )
+        check_token_signing_input(
+            token_signing_input(claims, kid), public_key_package.group_public_key
+        )
+        check_assertion(assertion, claims.to_json())
+
         failures: dict[int, str] = {}
         attempts = 0
         while attempts < self._settings.max_attempts:
@@ -375,30 +450,52 @@ class CoordinatorCore:
                     raise
                 break
             attempts += 1
-            package = make_signing_package(
-                [self._slots[i].commitments.popleft() for i in chosen], message
-            )
-            requests = {i: (SignRequest(self._slots[i].epoch or "", package),) for i in chosen}
-            results = self._transport.call("sign", requests, self._settings.sign_timeout)
-
-            shares = self._collect_shares(results, package, public_key_package, failures)
-            if len(shares) == len(chosen):
-                signature = aggregate(package, shares, public_key_package)
-                try:
-                    verify_signature(message, signature, public_key_package.group_public_key)
-                except FrostError as exc:
-                    raise AggregateSignatureInvalid(
-                        f"aggregate of verified shares from signers {sorted(shares)} does not "
-                        "verify under the group key"
-                    ) from exc
+            signed = self._attempt(claims, kid, assertion, chosen, public_key_package, failures)
+            if signed is not None:
+                self._metrics.signing_seconds(self._timer() - started)
                 self.refill()
-                return SignResult(signature=signature, signers=tuple(sorted(shares)))
+                return signed
         raise MintFailed(
             f"signing failed after {attempts} attempts, {len(failures)} signers failed "
             "(retry later or check `status()`): "
             + ", ".join(f"{i} ({error})" for i, error in sorted(failures.items())),
             failures=failures,
         )
+
+    def _attempt(
+        self,
+        claims: TokenClaims,
+        kid: str,
+        assertion: AssertionEvidence,
+        chosen: list[int],
+        public_key_package: PublicKeyPackage,
+        failures: dict[int, str],
+    ) -> SignedToken | None:
+        evidence = None
+        if self._reports is not None:
+            evidence = self._reports.evidence_digest_of(chosen)
+        completed = replace(claims, signers=tuple(chosen), evidence=evidence)
+        message = token_signing_input(completed, kid)
+        package = make_signing_package(
+            [self._slots[i].commitments.popleft() for i in chosen], message
+        )
+        requests = {
+            i: (SignRequest(self._slots[i].epoch or "", package, assertion),) for i in chosen
+        }
+        results = self._call("sign", requests, self._settings.sign_timeout)
+
+        shares = self._collect_shares(results, package, public_key_package, failures)
+        if len(shares) != len(chosen):
+            return None
+        signature = aggregate(package, shares, public_key_package)
+        try:
+            verify_signature(message, signature, public_key_package.group_public_key)
+        except FrostError as exc:
+            raise AggregateSignatureInvalid(
+                f"aggregate of verified shares from signers {sorted(shares)} does not "
+                "verify under the group key"
+            ) from exc
+        return SignedToken(message, signature, tuple(chosen), evidence)
 
     def _choose_signers(self, count: int, exclude: set[int]) -> list[int]:
         usable = self._usable_slots(exclude)
@@ -427,7 +524,10 @@ class CoordinatorCore:
         return [
             slot
             for slot in self._slots.values()
-            if slot.state == STATE_UP and slot.commitments and slot.identifier not in exclude
+            if slot.state == STATE_UP
+            and slot.commitments
+            and slot.identifier not in exclude
+            and (self._reports is None or self._reports.last(slot.identifier) is not None)
         ]
 
     def _collect_shares(
@@ -439,37 +539,84 @@ class CoordinatorCore:
     ) -> dict[int, SignatureShare]:
         shares: dict[int, SignatureShare] = {}
         for identifier, result in sorted(results.items()):
-            slot = self._slots[identifier]
-            if isinstance(result, MessageRejected):
-                # The coordinator ran the same check, so the signer's rules differ: keep it up.
-                failures[identifier] = f"rejected the message: {result}"
-                slot.last_error = failures[identifier]
-                continue
-            if not isinstance(result, SignatureShare):
-                failures[identifier] = _sign_error(result)
-                slot.mark_down(failures[identifier])
-                logger.warning(
-                    "signer marked down",
-                    extra={"signer": identifier, "error": failures[identifier]},
-                )
-                continue
-            try:
-                verify_signature_share(
-                    result,
-                    public_key_package.verifying_shares[identifier],
-                    package,
-                    public_key_package.group_public_key,
-                )
-            except FrostError as exc:
-                failures[identifier] = f"invalid signature share: {exc}"
-                slot.state = STATE_EXCLUDED
-                slot.last_error = failures[identifier]
-                logger.error(
-                    "signer excluded: invalid signature share", extra={"signer": identifier}
-                )
-                continue
-            shares[identifier] = result
+            share = self._check_reply(identifier, result, package, public_key_package, failures)
+            if share is not None:
+                shares[identifier] = share
         return shares
+
+    def _check_reply(
+        self,
+        identifier: int,
+        result: object,
+        package: SigningPackage,
+        public_key_package: PublicKeyPackage,
+        failures: dict[int, str],
+    ) -> SignatureShare | None:
+        slot = self._slots[identifier]
+        if isinstance(result, MessageRejected | AssertionRejected):
+            # The coordinator ran the same checks, so the signer's rules differ: keep it up.
+            self._fail(slot, failures, "request_rejected", f"rejected the request: {result}")
+            return None
+        if not isinstance(result, SignatureReply):
+            reason, error = _sign_error(result)
+            self._fail(slot, failures, reason, error, STATE_DOWN)
+            return None
+        try:
+            verify_signature_share(
+                result.share,
+                public_key_package.verifying_shares[identifier],
+                package,
+                public_key_package.group_public_key,
+            )
+        except FrostError as exc:
+            self._fail(
+                slot, failures, "invalid_share", f"invalid signature share: {exc}", STATE_EXCLUDED
+            )
+            return None
+        if self._reports is not None:
+            try:
+                self._check_mint_report(identifier, result, package.message)
+            except ReportRejected as exc:
+                self._fail(slot, failures, exc.reason, str(exc), STATE_EXCLUDED)
+                return None
+            except EvidenceChanged as exc:
+                self._fail(slot, failures, "evidence_changed", str(exc), STATE_DOWN)
+                return None
+        return result.share
+
+    def _check_mint_report(self, identifier: int, reply: SignatureReply, message: bytes) -> None:
+        assert self._reports is not None
+        before = self._reports.last(identifier)
+        expected = mint_report_data(message, reply.share.value, identifier)
+        verified = self._reports.verify(identifier, reply.evidence, expected)
+        if before is None or (before.evidence.policy_id, before.evidence.measurement) != (
+            verified.policy_id,
+            verified.measurement,
+        ):
+            raise EvidenceChanged(
+                f"signer {identifier} attested measurement {verified.measurement.hex()[:16]}... "
+                "under another policy or measurement than the claims' evidence digest names",
+                signer=identifier,
+            )
+
+    def _fail(
+        self,
+        slot: _SignerSlot,
+        failures: dict[int, str],
+        reason: str,
+        error: str,
+        state: str | None = None,
+    ) -> None:
+        failures[slot.identifier] = error
+        self._metrics.signer_failure(slot.identifier, reason)
+        if state is None:
+            slot.last_error = error
+        else:
+            self._set_state(slot, state, error)
+        logger.warning(
+            "signer failed during signing",
+            extra={"signer": slot.identifier, "reason": reason, "state": slot.state},
+        )
 
     def _require_public_key_package(self) -> PublicKeyPackage:
         if self._public_key_package is None:
@@ -489,127 +636,12 @@ def _describe_error(result: object) -> str:
     return f"describe failed: {result!r}"
 
 
-def _sign_error(result: object) -> str:
+def _sign_error(result: object) -> tuple[str, str]:
+    """Return the metric reason code and the status text of a failed ``sign`` call."""
     if isinstance(result, TimeoutError):
-        return f"timed out: {result}"
+        return "timeout", f"timed out: {result}"
     if isinstance(result, StaleEpoch):
-        return "restarted since its commitments were fetched"
-    return f"sign failed: {type(result).__name__}: {result}"
-
-
-class CoordinatorActor:
-    """Ray actor shell around ``CoordinatorCore``, reaching signers by actor name.
-
-    Owns the commitment pools and the signer health table. It stores no secrets, so a restart
-    only costs fresh commitments, because the constructor reads the group key from the
-    signers again.
-    A background thread refills pools and probes signers that are down. Ray never retries a
-    call (``max_task_retries=0``); a caller that retries ``sign`` itself gets a new signature
-    from fresh commitments, never a reused nonce.
-    """
-
-    def __init__(
-        self, signers: Mapping[int, Any], settings: CoordinatorSettings | None = None
-    ) -> None:
-        self._lock = threading.Lock()
-        self._settings = settings or CoordinatorSettings()
-        self._core = CoordinatorCore(RaySignerTransport(signers), sorted(signers), self._settings)
-        self._stop = threading.Event()
-        self._core.refresh()
-        self._core.refill()
-        self._thread = threading.Thread(target=self._maintain, name="pool-refill", daemon=True)
-        self._thread.start()
-
-    def _maintain(self) -> None:
-        # NOTE: a refresh holds the lock while it waits up to call_timeout for a hung signer,
-        # so mints can stall for that long while a signer hangs.
-        while not self._stop.wait(self._settings.refill_interval):
-            with self._lock:
-                try:
-                    if any(s["state"] == STATE_DOWN for s in self._core.status()):
-                        self._core.refresh()
-                    self._core.refill()
-                except Exception:
-                    # The loop must outlive a failed round; sign() reports errors to callers.
-                    logger.exception("pool refill round failed")
-
-    def sign(self, message: bytes) -> SignResult:
-        """Run ``CoordinatorCore.sign``."""
-        with self._lock:
-            return self._core.sign(message)
-
-    def refresh(self) -> list[dict[str, object]]:
-        """Run ``CoordinatorCore.refresh`` and refill the pools."""
-        with self._lock:
-            self._core.refresh()
-            self._core.refill()
-            return self._core.status()
-
-    def status(self) -> list[dict[str, object]]:
-        """Run ``CoordinatorCore.status``."""
-        with self._lock:
-            return self._core.status()
-
-    def group_public_key(self) -> bytes:
-        """Run ``CoordinatorCore.group_public_key``."""
-        with self._lock:
-            return self._core.group_public_key()
-
-    def public_key_package(self) -> PublicKeyPackage | None:
-        """Run ``CoordinatorCore.public_key_package``."""
-        with self._lock:
-            return self._core.public_key_package()
-
-    def readmit(self, identifier: int) -> None:
-        """Run ``CoordinatorCore.readmit``."""
-        with self._lock:
-            self._core.readmit(identifier)
-
-    def dkg_round1(self, min_signers: int) -> str:
-        """Run ``CoordinatorCore.dkg_round1``."""
-        with self._lock:
-            return self._core.dkg_round1(min_signers)
-
-    def dkg_round2(self) -> str:
-        """Run ``CoordinatorCore.dkg_round2``."""
-        with self._lock:
-            return self._core.dkg_round2()
-
-    def dkg_round3(self) -> str:
-        """Run ``CoordinatorCore.dkg_round3`` and fill the pools."""
-        with self._lock:
-            message = self._core.dkg_round3()
-            self._core.refill()
-            return message
-
-
-def coordinator_actor(
-    signers: Mapping[int, Any],
-    settings: CoordinatorSettings | None = None,
-    *,
-    detached: bool = False,
-) -> Any:
-    """Create (or get, if it exists) the coordinator actor ``ztmint-coordinator``.
-
-    The actor lives in namespace ``ztmint``, is restarted without limit, reserves no CPU, and
-    Ray never retries its calls.
-
-    Args:
-        signers: actor handle of every signer, by FROST identifier. The coordinator keeps
-            them, so the signers live as long as the coordinator does.
-        settings: coordinator tuning.
-        detached: keep the actor alive after the creating driver exits.
-    """
-    import ray
-
-    options: dict[str, Any] = {
-        "name": COORDINATOR_ACTOR_NAME,
-        "namespace": NAMESPACE,
-        "get_if_exists": True,
-        "max_restarts": -1,
-        "max_task_retries": 0,
-        "num_cpus": 0,
-    }
-    if detached:
-        options["lifetime"] = "detached"
-    return ray.remote(CoordinatorActor).options(**options).remote(dict(signers), settings)
+        return "restarted", "restarted since its commitments were fetched"
+    if isinstance(result, CallerRejected):
+        return "caller_rejected", f"rejected the coordinator token: {result}"
+    return "error", f"sign failed: {type(result).__name__}: {result}"

@@ -59,6 +59,18 @@ class MessageRejected(SignerError):
     """The message to sign is not a ztmint token signing input."""
 
 
+class CallerRejected(SignerError):
+    """The call carries no valid coordinator token, so the signer did nothing.
+
+    The per-call token (``actors.caller_auth``) is missing, badly signed, expired, for another
+    signer, already used, or bound to other call arguments.
+    """
+
+
+class AssertionRejected(SignerError):
+    """The WebAuthn assertion evidence does not prove a user approved the claims being signed."""
+
+
 class DkgError(MeshError):
     """Distributed key generation failed or was driven out of order."""
 
@@ -89,6 +101,22 @@ class MintFailed(CoordinatorError):
     def __init__(self, message: str, *, failures: dict[int, str] | None = None) -> None:
         super().__init__(message)
         self.failures = dict(failures or {})
+
+
+class ReportRejected(CoordinatorError):
+    """A signer's attestation report failed verification or the attestation policy.
+
+    Attributes:
+        reason: the stable reason code of the ``AttestationError`` that rejected the report.
+    """
+
+    def __init__(self, message: str, *, signer: int | None = None, reason: str = "") -> None:
+        super().__init__(message, signer=signer)
+        self.reason = reason
+
+
+class EvidenceChanged(CoordinatorError):
+    """A signer's report has another measurement or policy than the one the claims name."""
 
 
 class AggregateSignatureInvalid(CoordinatorError):

@@ -11,9 +11,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from actors.coordinator import COORDINATOR_ACTOR_NAME, CoordinatorSettings, coordinator_actor
+from actors.caller_auth import load_or_create_coordinator_key, public_key_bytes
+from actors.coordinator import COORDINATOR_ACTOR_NAME, CoordinatorSettings
+from actors.coordinator_actor import coordinator_actor
 from actors.errors import MeshError
 from actors.messages import SignerInfo
+from actors.report_verification import (
+    DEVELOPMENT_WARNING,
+    OFF_WARNING,
+    AttestationMode,
+    AttestationSettings,
+)
 from actors.signer import NAMESPACE, signer_actor
 
 ProgressCallback = Callable[[str], None]
@@ -26,6 +34,7 @@ def start_mesh(
     *,
     progress: ProgressCallback | None = None,
     settings: CoordinatorSettings | None = None,
+    attestation: AttestationSettings | None = None,
     fault_domains: Mapping[int, str] | None = None,
     detached: bool = False,
     timeout: float = 120.0,
@@ -33,7 +42,8 @@ def start_mesh(
     """Create the signers ``ztmint-signer-1..n`` and the coordinator, generating keys if needed.
 
     Ray must be initialised already (``ray.init`` or ``connect``). Actors that exist already
-    under these names are reused.
+    under these names are reused. The coordinator's caller-authentication key is created in
+    ``state_dir`` if missing, and its public key is handed to every signer at creation.
 
     Args:
         state_dir: folder with the sealed shares and sealing keys, visible to every signer.
@@ -41,6 +51,7 @@ def start_mesh(
         t: threshold: signers needed per signature.
         progress: called with a one-line message at each step of start-up and key generation.
         settings: coordinator tuning.
+        attestation: attestation mode (development by default) and production policy.
         fault_domains: fault domain to pin each signer to, by identifier; unpinned signers go
             to any confidential node.
         detached: keep the actors alive after this driver exits.
@@ -63,17 +74,31 @@ def start_mesh(
     pinned = fault_domains or {}
     Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    # The driver unseals the coordinator key once, to learn and pass on its public half.
+    coordinator_key = public_key_bytes(load_or_create_coordinator_key(state_dir))
     signers = {
-        i: signer_actor(i, state_dir, fault_domain=pinned.get(i), detached=detached)
+        i: signer_actor(
+            i,
+            state_dir,
+            coordinator_key,
+            attestation=attestation,
+            fault_domain=pinned.get(i),
+            detached=detached,
+        )
         for i in identifiers
     }
     infos: list[SignerInfo] = ray.get(
         [s.describe.remote() for s in signers.values()], timeout=timeout
     )
     report(f"started {n} signers")
+    mode = (attestation or AttestationSettings()).mode
+    if mode is AttestationMode.DEVELOPMENT:
+        report(DEVELOPMENT_WARNING)
+    elif mode is AttestationMode.OFF:
+        report(OFF_WARNING)
     with_share = _check_sealed_shares(infos, t)
 
-    coordinator = coordinator_actor(signers, settings, detached=detached)
+    coordinator = coordinator_actor(signers, state_dir, settings, attestation, detached=detached)
     if with_share:
         report(f"loaded sealed shares of signers {with_share}; skipping key generation")
     else:

@@ -18,13 +18,16 @@ from authz.jose import b64url_decode, json_loads_strict
 from authz.jwk import okp_ed25519_jwk, thumbprint
 
 
-def check_token_signing_input(message: bytes, group_public_key: bytes) -> None:
+def check_token_signing_input(message: bytes, group_public_key: bytes) -> dict[str, Any]:
     """Reject ``message`` unless it is a token signing input for ``group_public_key``.
 
     Args:
         message: the bytes the coordinator requests a signature for.
         group_public_key: the 32-byte Ed25519 group key, whose RFC 7638 thumbprint must be
             the header's ``kid``.
+
+    Returns:
+        The decoded claims, for the checks that follow (signer set, assertion).
 
     Raises:
         MessageRejected: the message is not ASCII, not two canonical base64url segments, has
@@ -62,6 +65,29 @@ def check_token_signing_input(message: bytes, group_public_key: bytes) -> None:
         )
 
     _check_lifetime(claims)
+    return claims
+
+
+def check_signer_set(claims: dict[str, Any], participants: tuple[int, ...]) -> None:
+    """Reject claims whose ``ztm.signers`` is not exactly the signers of the signing package.
+
+    The token names the signers that made it, so a signer checks that claim is true before it
+    contributes a share.
+
+    Raises:
+        MessageRejected: ``ztm.signers`` is missing or differs from ``participants``.
+    """
+    ztm = claims.get("ztm")
+    signers = ztm.get("signers") if isinstance(ztm, dict) else None
+    if (
+        not isinstance(signers, list)
+        or not all(_is_integer(signer) for signer in signers)
+        or sorted(signers) != sorted(participants)
+    ):
+        raise MessageRejected(
+            f"token claims name signers {signers!r}, but the signing package has commitments "
+            f"of signers {sorted(participants)}: expected the same set"
+        )
 
 
 def _check_lifetime(claims: dict[str, Any]) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.assertion_check import AssertionEvidence
+from actors.attestation.evidence import Evidence
 from actors.frost import dkg
 from actors.frost.keys import PublicKeyPackage
 from actors.frost.round1 import SigningCommitments
-from actors.frost.round2 import SigningPackage
+from actors.frost.round2 import SignatureShare, SigningPackage
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,26 @@ class SignRequest:
     Attributes:
         epoch: the signer epoch the coordinator took the signer's commitment from.
         signing_package: the message and the commitments of every chosen signer.
+        assertion: the WebAuthn assertion that approved the token request.
     """
 
     epoch: str
     signing_package: SigningPackage
+    assertion: AssertionEvidence
+
+
+@dataclass(frozen=True)
+class SignatureReply:
+    """A signer's reply to a ``SignRequest``.
+
+    Attributes:
+        share: the signature share (RFC 9591 section 5.2).
+        evidence: an SEV-SNP report whose REPORT_DATA binds this share to this signing input,
+            or None when attestation is off.
+    """
+
+    share: SignatureShare
+    evidence: Evidence | None
 
 
 @dataclass(frozen=True)

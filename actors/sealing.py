@@ -65,29 +65,33 @@ class FileSealingKeyProvider:
     state_dir: Path
 
     def _path(self, identifier: int) -> Path:
-        return Path(self.state_dir) / "sealing-keys" / f"signer-{identifier}.key"
+        return self._named_path(f"signer-{identifier}")
+
+    def _named_path(self, name: str) -> Path:
+        return Path(self.state_dir) / "sealing-keys" / f"{name}.key"
 
     def get_or_create_key(self, identifier: int) -> bytes:
         """Return the sealing key of signer ``identifier``, creating it if it has none."""
-        path = self._path(identifier)
+        return self.get_or_create_named_key(f"signer-{identifier}")
+
+    def get_or_create_named_key(self, name: str) -> bytes:
+        """Return the sealing key ``<state_dir>/sealing-keys/<name>.key``, creating it if needed.
+
+        The coordinator seals its caller-authentication key under the name ``coordinator``.
+        """
+        path = self._named_path(name)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = os.urandom(SEALING_KEY_SIZE)
         try:
             # O_EXCL so that two processes never both create and use different keys.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return self.get_key(identifier)
+            return self._read_existing(path, None)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key)
         return key
 
-    def get_key(self, identifier: int) -> bytes:
-        """Return the existing sealing key of signer ``identifier``.
-
-        Raises:
-            SealingKeyMissing: the key file does not exist or is not 32 bytes.
-        """
-        path = self._path(identifier)
+    def _read_existing(self, path: Path, identifier: int | None) -> bytes:
         try:
             key = path.read_bytes()
         except FileNotFoundError as exc:
@@ -102,6 +106,58 @@ class FileSealingKeyProvider:
                 signer=identifier,
             )
         return key
+
+    def get_key(self, identifier: int) -> bytes:
+        """Return the existing sealing key of signer ``identifier``.
+
+        Raises:
+            SealingKeyMissing: the key file does not exist or is not 32 bytes.
+        """
+        return self._read_existing(self._path(identifier), identifier)
+
+
+def seal_secret(secret: bytes, public: dict[str, object], key: bytes, nonce: bytes) -> bytes:
+    """Encrypt ``secret`` with XChaCha20-Poly1305, authenticating ``public`` as associated data.
+
+    Returns:
+        UTF-8 JSON ``{"public": ..., "nonce": ..., "ciphertext": ...}``, the same layout as a
+        sealed share file.
+    """
+    ciphertext = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        secret, json_dumps_compact(public), nonce, key
+    )
+    document = {
+        "public": public,
+        "nonce": b64url_encode(nonce),
+        "ciphertext": b64url_encode(ciphertext),
+    }
+    return json_dumps_compact(document)
+
+
+def unseal_secret(sealed: bytes, key: bytes) -> tuple[dict[str, object], bytes]:
+    """Decrypt a document made by ``seal_secret`` and return its public part and secret.
+
+    Raises:
+        SealedShareInvalid: the document does not parse or fails authentication.
+    """
+    try:
+        document = json.loads(sealed.decode("utf-8"))
+        public = document["public"]
+        nonce = b64url_decode(document["nonce"])
+        ciphertext = b64url_decode(document["ciphertext"])
+        associated_data = json_dumps_compact(public)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AuthzError) as exc:
+        raise SealedShareInvalid(f"sealed secret does not parse: {exc}") from exc
+    try:
+        secret = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            ciphertext, associated_data, nonce, key
+        )
+    except CryptoError as exc:
+        raise SealedShareInvalid(
+            "sealed secret failed authentication: the file was altered or sealed under "
+            "another key; restore it from backup"
+        ) from exc
+    return public, secret
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,18 @@ Security:
     Round-two DKG packages carry signing share contributions and travel through the
     coordinator, so each one is encrypted to its recipient with ``nacl.public.Box``
     (X25519, XSalsa20-Poly1305), which also authenticates the sender.
+
+    Every call except ``describe`` must carry a per-call token of the coordinator
+    (``actors.caller_auth``), checked before anything else, so another Ray driver can neither
+    obtain a signature share nor use up a nonce. Before signing, the signer checks the
+    message is a token signing input, that the claims name exactly the signers of the signing
+    package, and that the WebAuthn assertion approved these claims (``actors.assertion_check``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -29,6 +36,10 @@ from typing import Any
 from nacl.exceptions import CryptoError
 from nacl.public import Box, PrivateKey, PublicKey
 
+from actors.assertion_check import check_assertion
+from actors.attestation.evidence import Evidence
+from actors.attestation.providers import ReportProvider
+from actors.caller_auth import CallTokenVerifier
 from actors.errors import (
     CommitmentMissing,
     DkgError,
@@ -40,20 +51,28 @@ from actors.errors import (
 from actors.frost import dkg
 from actors.frost.keys import KeyPackage, PublicKeyPackage
 from actors.frost.round1 import SigningNonces, commit
-from actors.frost.round2 import SignatureShare
 from actors.frost.round2 import sign as frost_sign
-from actors.message_check import check_token_signing_input
+from actors.message_check import check_signer_set, check_token_signing_input
 from actors.messages import (
     CommitmentBatch,
     DkgAnnouncement,
     SealedRound2Package,
+    SignatureReply,
     SignerInfo,
     SignRequest,
+)
+from actors.report_verification import (
+    AttestationSettings,
+    mint_report_data,
+    report_provider_for,
+    startup_report_data,
 )
 from actors.sealing import FileSealingKeyProvider, ShareRecord, ShareStore
 from authz.jose import b64url_decode, b64url_encode, json_dumps_compact
 
 RandomSource = Callable[[int], bytes]
+
+logger = logging.getLogger(__name__)
 
 NAMESPACE = "ztmint"
 NODE_GROUP_LABEL = "ztmint.io/node-group"
@@ -90,8 +109,10 @@ class SignerCore:
     Args:
         identifier: the signer's FROST identifier (1..n).
         store: where the sealed signing share is kept; an existing one is loaded now.
+        caller: checks the coordinator's per-call tokens.
+        report_provider: source of SEV-SNP reports, or None when attestation is off.
         rng: source of randomness for nonces, the epoch and DKG secrets.
-        max_pool_size: most unused nonces the signer keeps.
+        max_pool_size: maximum number of unused nonces the signer keeps.
 
     Raises:
         SealedShareInvalid: the sealed share exists but was altered.
@@ -102,12 +123,16 @@ class SignerCore:
         self,
         identifier: int,
         store: ShareStore,
+        caller: CallTokenVerifier,
+        report_provider: ReportProvider | None = None,
         rng: RandomSource = os.urandom,
         max_pool_size: int = MAX_POOL_SIZE,
     ) -> None:
         self.identifier = identifier
         self.epoch = rng(_EPOCH_SIZE).hex()
         self._store = store
+        self._caller = caller
+        self._report_provider = report_provider
         self._rng = rng
         self._max_pool_size = max_pool_size
         self._pool: dict[tuple[bytes, bytes], SigningNonces] = {}
@@ -146,13 +171,37 @@ class SignerCore:
 
     # Dealerless key generation (frost-core keys::dkg part1 to part3), driven by the coordinator.
 
-    def dkg_part1(self, max_signers: int, min_signers: int) -> DkgAnnouncement:
+    def attest(self, auth: str, challenge: bytes) -> Evidence | None:
+        """Return a start-up attestation report over ``startup_report_data``.
+
+        The report binds the coordinator's ``challenge``, this signer's identifier and epoch,
+        its verifying share (once it has one) and its X25519 key (while key generation runs).
+
+        Raises:
+            CallerRejected: ``auth`` is not a valid coordinator token for this call.
+            AttestationError: the report provider failed.
+        """
+        self._caller.verify(auth, "attest", (challenge,))
+        if self._report_provider is None:
+            return None
+        verifying_share = None
+        if self._key_package is not None:
+            verifying_share = self._key_package.verifying_share
+        box_public_key = bytes(self._dkg.box_key.public_key) if self._dkg is not None else None
+        report_data = startup_report_data(
+            challenge, self.identifier, self.epoch, verifying_share, box_public_key
+        )
+        return self._report_provider.get_report(report_data)
+
+    def dkg_part1(self, auth: str, max_signers: int, min_signers: int) -> DkgAnnouncement:
         """Start key generation: make the round-one package and an X25519 key pair.
 
         Raises:
+            CallerRejected: ``auth`` is not a valid coordinator token for this call.
             DkgError: the signer already has a signing share; key generation would replace
                 it, so remove the sealed share first if that is really wanted.
         """
+        self._caller.verify(auth, "dkg_part1", (max_signers, min_signers))
         if self._key_package is not None:
             raise DkgError(
                 f"signer {self.identifier} already has a signing share: rejecting key "
@@ -165,17 +214,20 @@ class SignerCore:
         return DkgAnnouncement(package=package, box_public_key=bytes(box_key.public_key))
 
     def dkg_part2(
-        self, announcements: Mapping[int, DkgAnnouncement]
+        self, auth: str, announcements: Mapping[int, DkgAnnouncement]
     ) -> dict[int, SealedRound2Package]:
         """Make round-two packages for every other signer, each encrypted to its recipient.
 
         Args:
+            auth: the coordinator's token for this call.
             announcements: the round-one announcements of all other signers.
 
         Raises:
+            CallerRejected: ``auth`` is not a valid coordinator token for this call.
             DkgError: part one has not run, or the announcements are not exactly the others'.
             FrostError: a proof of knowledge is invalid (``InvalidProofOfKnowledge`` names it).
         """
+        self._caller.verify(auth, "dkg_part2", (announcements,))
         state = self._require_dkg("dkg_part2")
         others = {i: a for i, a in announcements.items() if i != self.identifier}
         if len(others) != state.max_signers - 1 or len(others) != len(announcements):
@@ -204,21 +256,24 @@ class SignerCore:
             sealed[recipient] = SealedRound2Package(self.identifier, recipient, ciphertext)
         return sealed
 
-    def dkg_part3(self, packages: Mapping[int, SealedRound2Package]) -> PublicKeyPackage:
+    def dkg_part3(self, auth: str, packages: Mapping[int, SealedRound2Package]) -> PublicKeyPackage:
         """Decrypt the round-two packages addressed here, derive and seal the signing share.
 
         Args:
+            auth: the coordinator's token for this call.
             packages: one encrypted round-two package from every other signer, by sender.
 
         Returns:
             The public key package (group key and every verifying share).
 
         Raises:
+            CallerRejected: ``auth`` is not a valid coordinator token for this call.
             DkgError: part two has not run.
             DkgPackageInvalid: a package fails authentication or names other parties.
             FrostError: a package does not match its sender's commitment
                 (``InvalidSecretShare`` names the sender).
         """
+        self._caller.verify(auth, "dkg_part3", (packages,))
         state = self._require_dkg("dkg_part3")
         if state.announcements is None:
             raise DkgError(
@@ -288,15 +343,17 @@ class SignerCore:
 
     # Signing (RFC 9591 sections 5.1 and 5.2).
 
-    def publish_commitments(self, count: int) -> CommitmentBatch:
+    def publish_commitments(self, auth: str, count: int) -> CommitmentBatch:
         """Precompute up to ``count`` nonces and return their commitments.
 
         The pool never contains more than ``max_pool_size`` nonces, so the batch can be
         shorter.
 
         Raises:
+            CallerRejected: ``auth`` is not a valid coordinator token for this call.
             SignerNotReady: the signer has no signing share yet.
         """
+        self._caller.verify(auth, "publish_commitments", (count,))
         key_package = self._require_key_package()
         room = max(0, min(count, self._max_pool_size - len(self._pool)))
         commitments = []
@@ -306,22 +363,32 @@ class SignerCore:
             commitments.append(commitment)
         return CommitmentBatch(self.identifier, self.epoch, tuple(commitments))
 
-    def sign(self, request: SignRequest) -> SignatureShare:
-        """Check the request, use up the nonce of this signer's commitment, and sign.
+    def sign(self, auth: str, request: SignRequest) -> SignatureReply:
+        """Check the request, use up the nonce of this signer's commitment, sign and attest.
+
+        Checks, in order: the caller token, the epoch, the message (a token signing input for
+        the group key), the claimed signer set, the WebAuthn assertion, and this signer's
+        commitment. Then the nonce leaves the pool, the share is computed, and the report
+        provider attests to ``mint_report_data(message, share, identifier)``.
 
         Security:
             The nonce leaves the pool before the share is computed, so the same commitment
             can never produce a second share, even when this call fails half-way or is sent
-            again. The message check runs first, so a rejected message keeps the nonce.
+            again. Every check runs first, so a rejected request keeps the nonce.
 
         Raises:
+            CallerRejected: ``auth`` is not a valid coordinator token for this call.
             SignerNotReady: the signer has no signing share yet.
             StaleEpoch: the commitments come from an earlier run of this signer.
-            MessageRejected: the message is not a token signing input for the group key.
+            MessageRejected: the message is not a token signing input for the group key, or
+                its claims name other signers than the signing package.
+            AssertionRejected: the assertion does not approve these claims.
             CommitmentMissing: the signing package has no commitment of this signer.
             NonceUnavailable: this signer's commitment is not in its pool (used or altered).
             FrostError: the signing package is invalid (for example ``TooFewSigners``).
+            AttestationError: the report provider failed after the nonce was used.
         """
+        self._caller.verify(auth, "sign", (request,))
         key_package = self._require_key_package()
         if request.epoch != self.epoch:
             raise StaleEpoch(
@@ -330,7 +397,9 @@ class SignerCore:
                 signer=self.identifier,
             )
         package = request.signing_package
-        check_token_signing_input(package.message, key_package.group_public_key)
+        claims = check_token_signing_input(package.message, key_package.group_public_key)
+        check_signer_set(claims, package.participants)
+        check_assertion(request.assertion, claims)
         own = [c for c in package.commitments if c.identifier == self.identifier]
         if len(own) != 1:
             raise CommitmentMissing(
@@ -346,7 +415,13 @@ class SignerCore:
                 "signing package: it was used already or altered",
                 signer=self.identifier,
             )
-        return frost_sign(package, nonces, key_package)
+        share = frost_sign(package, nonces, key_package)
+
+        evidence = None
+        if self._report_provider is not None:
+            report_data = mint_report_data(package.message, share.value, self.identifier)
+            evidence = self._report_provider.get_report(report_data)
+        return SignatureReply(share=share, evidence=evidence)
 
     def _require_key_package(self) -> KeyPackage:
         if self._key_package is None:
@@ -364,14 +439,42 @@ class SignerActor:
     restarts the actor, the constructor reloads the sealed share and draws a new epoch, and the
     pool starts empty. Calls are never retried by Ray (``max_task_retries=0``): a retried
     ``sign`` would find its nonce gone and fail with ``NonceUnavailable``, which is safe.
+
+    Args:
+        identifier: FROST identifier of the signer.
+        state_dir: folder of the sealed shares, sealing keys and the development chain.
+        coordinator_public_key: the 32-byte Ed25519 key whose per-call tokens are accepted.
+        attestation: which report provider to use.
     """
 
-    def __init__(self, identifier: int, state_dir: str) -> None:
+    def __init__(
+        self,
+        identifier: int,
+        state_dir: str,
+        coordinator_public_key: bytes,
+        attestation: AttestationSettings | None = None,
+    ) -> None:
+        from actors.metrics import RayMeshMetrics
+
         path = Path(state_dir)
-        self._core = SignerCore(identifier, ShareStore(path, FileSealingKeyProvider(path)))
+        settings = attestation or AttestationSettings()
+        self._core = SignerCore(
+            identifier,
+            ShareStore(path, FileSealingKeyProvider(path)),
+            CallTokenVerifier(coordinator_public_key, signer_actor_name(identifier)),
+            report_provider_for(settings, path, identifier),
+        )
+        self._metrics = RayMeshMetrics()
+        logger.info(
+            "signer started",
+            extra={"signer": identifier, "epoch": self._core.epoch, "attestation": settings.mode},
+        )
+
+    def _record_pool_depth(self) -> None:
+        self._metrics.pool_depth(self._core.identifier, self._core.describe().pool_depth)
 
     def describe(self) -> SignerInfo:
-        """Return the signer's public state with the Ray node it runs on."""
+        """Return the signer's public state with the Ray node it runs on (no token needed)."""
         import ray
 
         context = ray.get_runtime_context()
@@ -382,33 +485,44 @@ class SignerActor:
             fault_domain=labels.get(FAULT_DOMAIN_LABEL),
         )
 
-    def dkg_part1(self, max_signers: int, min_signers: int) -> DkgAnnouncement:
+    def attest(self, auth: str, challenge: bytes) -> Evidence | None:
+        """Run ``SignerCore.attest``."""
+        return self._core.attest(auth, challenge)
+
+    def dkg_part1(self, auth: str, max_signers: int, min_signers: int) -> DkgAnnouncement:
         """Run ``SignerCore.dkg_part1``."""
-        return self._core.dkg_part1(max_signers, min_signers)
+        return self._core.dkg_part1(auth, max_signers, min_signers)
 
     def dkg_part2(
-        self, announcements: Mapping[int, DkgAnnouncement]
+        self, auth: str, announcements: Mapping[int, DkgAnnouncement]
     ) -> dict[int, SealedRound2Package]:
         """Run ``SignerCore.dkg_part2``."""
-        return self._core.dkg_part2(announcements)
+        return self._core.dkg_part2(auth, announcements)
 
-    def dkg_part3(self, packages: Mapping[int, SealedRound2Package]) -> PublicKeyPackage:
+    def dkg_part3(self, auth: str, packages: Mapping[int, SealedRound2Package]) -> PublicKeyPackage:
         """Run ``SignerCore.dkg_part3``."""
-        return self._core.dkg_part3(packages)
+        return self._core.dkg_part3(auth, packages)
 
-    def publish_commitments(self, count: int) -> CommitmentBatch:
+    def publish_commitments(self, auth: str, count: int) -> CommitmentBatch:
         """Run ``SignerCore.publish_commitments``."""
-        return self._core.publish_commitments(count)
+        batch = self._core.publish_commitments(auth, count)
+        self._record_pool_depth()
+        return batch
 
-    def sign(self, request: SignRequest) -> SignatureShare:
+    def sign(self, auth: str, request: SignRequest) -> SignatureReply:
         """Run ``SignerCore.sign``."""
-        return self._core.sign(request)
+        try:
+            return self._core.sign(auth, request)
+        finally:
+            self._record_pool_depth()
 
 
 def signer_actor(
     identifier: int,
     state_dir: str | Path,
+    coordinator_public_key: bytes,
     *,
+    attestation: AttestationSettings | None = None,
     fault_domain: str | None = None,
     detached: bool = False,
 ) -> Any:
@@ -423,6 +537,8 @@ def signer_actor(
         identifier: FROST identifier of the signer.
         state_dir: folder holding the sealed shares and sealing keys; every node that can
             run this signer must see it at the same path.
+        coordinator_public_key: the coordinator's Ed25519 key (``actors.caller_auth``).
+        attestation: which report provider the signer uses.
         fault_domain: pin the signer to nodes of this fault domain.
         detached: keep the actor alive after the creating driver exits.
 
@@ -446,4 +562,6 @@ def signer_actor(
     }
     if detached:
         options["lifetime"] = "detached"
-    return remote_class.options(**options).remote(identifier, str(state_dir))
+    return remote_class.options(**options).remote(
+        identifier, str(state_dir), bytes(coordinator_public_key), attestation
+    )

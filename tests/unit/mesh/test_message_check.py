@@ -8,7 +8,7 @@ import pytest
 from mesh_unit_support import token_message
 
 from actors.errors import MessageRejected
-from actors.message_check import check_token_signing_input
+from actors.message_check import check_signer_set, check_token_signing_input
 from authz.jose import b64url_encode, json_dumps_compact
 from authz.jwk import okp_ed25519_jwk, thumbprint
 
@@ -64,3 +64,17 @@ def test_check_rejects_non_token_message(message: bytes, expected: str) -> None:
 def test_check_rejects_token_for_other_group_key() -> None:
     with pytest.raises(MessageRejected, match="does not match"):
         check_token_signing_input(token_message(os.urandom(32)), GROUP_KEY)
+
+
+def test_check_signer_set_rejects_other_set() -> None:
+    with pytest.raises(MessageRejected, match="expected the same set"):
+        check_signer_set({"ztm": {"signers": [1, 3]}}, (1, 2))
+
+
+def test_check_signer_set_rejects_non_integer_signers() -> None:
+    with pytest.raises(MessageRejected, match="expected the same set"):
+        check_signer_set({"ztm": {"signers": ["1", 2]}}, (1, 2))
+
+
+def test_check_signer_set_accepts_same_set() -> None:
+    check_signer_set({"ztm": {"signers": [2, 1]}}, (1, 2))

@@ -1,0 +1,198 @@
+"""The Ray actor shell of the coordinator, ``ztmint-coordinator``.
+
+It wraps ``actors.coordinator.CoordinatorCore`` with a lock, a background refill thread,
+the coordinator's sealed caller-authentication key, attestation report verification and Ray
+metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from actors.assertion_check import AssertionEvidence
+from actors.caller_auth import CallTokenIssuer, load_or_create_coordinator_key
+from actors.coordinator import (
+    COORDINATOR_ACTOR_NAME,
+    STATE_DOWN,
+    CoordinatorCore,
+    CoordinatorSettings,
+    SignedToken,
+)
+from actors.frost.keys import PublicKeyPackage
+from actors.report_verification import AttestationSettings, ReportVerifier, policy_for
+from actors.signer import NAMESPACE
+from actors.transport import RaySignerTransport
+from authz.formats import TokenClaims
+
+logger = logging.getLogger(__name__)
+
+
+class CoordinatorActor:
+    """Ray actor shell around ``CoordinatorCore``, reaching signers by actor name.
+
+    Owns the commitment pools, the signer health table and the attestation state of each
+    signer. Its only secret is the caller-authentication key, sealed in ``state_dir``, so a
+    restart costs fresh commitments and fresh start-up reports, because the constructor reads
+    the group key from the signers again and re-attests them. A background thread refills
+    pools and probes signers that are down. Ray never retries a call
+    (``max_task_retries=0``); a caller that retries ``sign_token`` itself gets a new
+    signature from fresh commitments, never a reused nonce.
+
+    Args:
+        signers: actor handle of every signer, by FROST identifier.
+        state_dir: folder with the sealed coordinator key and the development chain.
+        settings: coordinator tuning.
+        attestation: attestation mode and policy.
+    """
+
+    def __init__(
+        self,
+        signers: Mapping[int, Any],
+        state_dir: str,
+        settings: CoordinatorSettings | None = None,
+        attestation: AttestationSettings | None = None,
+    ) -> None:
+        from actors.metrics import RayMeshMetrics
+
+        self._lock = threading.Lock()
+        self._settings = settings or CoordinatorSettings()
+        attestation = attestation or AttestationSettings()
+        policy = policy_for(attestation, state_dir)
+        reports = None if policy is None else ReportVerifier(policy, lambda: datetime.now(UTC))
+        self._attestation_mode = attestation.mode
+        self._core = CoordinatorCore(
+            RaySignerTransport(signers),
+            sorted(signers),
+            CallTokenIssuer(load_or_create_coordinator_key(state_dir)),
+            self._settings,
+            reports=reports,
+            metrics=RayMeshMetrics(),
+        )
+        self._stop = threading.Event()
+        self._core.refresh()
+        self._core.refill()
+        self._thread = threading.Thread(target=self._maintain, name="pool-refill", daemon=True)
+        self._thread.start()
+        logger.info("coordinator started", extra={"attestation": attestation.mode})
+
+    def _maintain(self) -> None:
+        # NOTE: a refresh holds the lock while it waits up to call_timeout for a hung signer,
+        # so mints can stall for that long while a signer hangs.
+        while not self._stop.wait(self._settings.refill_interval):
+            with self._lock:
+                try:
+                    if any(s["state"] == STATE_DOWN for s in self._core.status()):
+                        self._core.refresh()
+                    self._core.refill()
+                except Exception:
+                    # The loop must outlive a failed round; sign_token reports errors to callers.
+                    logger.exception("pool refill round failed")
+
+    def sign_token(
+        self, claims: TokenClaims, kid: str, assertion: AssertionEvidence
+    ) -> SignedToken:
+        """Run ``CoordinatorCore.sign_token``."""
+        with self._lock:
+            return self._core.sign_token(claims, kid, assertion)
+
+    def refresh(self) -> list[dict[str, object]]:
+        """Run ``CoordinatorCore.refresh`` and refill the pools."""
+        with self._lock:
+            self._core.refresh()
+            self._core.refill()
+            return self._core.status()
+
+    def status(self) -> list[dict[str, object]]:
+        """Run ``CoordinatorCore.status``."""
+        with self._lock:
+            return self._core.status()
+
+    def node_id(self) -> str:
+        """Return the id of the Ray node this coordinator runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def attestation_mode(self) -> str:
+        """Return the attestation mode: production, development or off."""
+        return str(self._attestation_mode)
+
+    def group_public_key(self) -> bytes:
+        """Run ``CoordinatorCore.group_public_key``."""
+        with self._lock:
+            return self._core.group_public_key()
+
+    def public_key_package(self) -> PublicKeyPackage | None:
+        """Run ``CoordinatorCore.public_key_package``."""
+        with self._lock:
+            return self._core.public_key_package()
+
+    def readmit(self, identifier: int) -> None:
+        """Run ``CoordinatorCore.readmit``."""
+        with self._lock:
+            self._core.readmit(identifier)
+
+    def dkg_round1(self, min_signers: int) -> str:
+        """Run ``CoordinatorCore.dkg_round1``."""
+        with self._lock:
+            return self._core.dkg_round1(min_signers)
+
+    def dkg_round2(self) -> str:
+        """Run ``CoordinatorCore.dkg_round2``."""
+        with self._lock:
+            return self._core.dkg_round2()
+
+    def dkg_round3(self) -> str:
+        """Run ``CoordinatorCore.dkg_round3`` and fill the pools."""
+        with self._lock:
+            message = self._core.dkg_round3()
+            self._core.refill()
+            return message
+
+
+def coordinator_actor(
+    signers: Mapping[int, Any],
+    state_dir: str | Path,
+    settings: CoordinatorSettings | None = None,
+    attestation: AttestationSettings | None = None,
+    *,
+    detached: bool = False,
+) -> Any:
+    """Create (or get, if it exists) the coordinator actor ``ztmint-coordinator``.
+
+    The actor lives in namespace ``ztmint``, is placed on a confidential node, is restarted
+    without limit, reserves no CPU, and Ray never retries its calls.
+
+    Args:
+        signers: actor handle of every signer, by FROST identifier. The coordinator keeps
+            them, so the signers live as long as the coordinator does.
+        state_dir: folder with the sealed coordinator key.
+        settings: coordinator tuning.
+        attestation: attestation mode and policy.
+        detached: keep the actor alive after the creating driver exits.
+    """
+    import ray
+
+    from actors.signer import CONFIDENTIAL_NODE_GROUP, NODE_GROUP_LABEL
+
+    options: dict[str, Any] = {
+        "name": COORDINATOR_ACTOR_NAME,
+        "namespace": NAMESPACE,
+        "get_if_exists": True,
+        "label_selector": {NODE_GROUP_LABEL: CONFIDENTIAL_NODE_GROUP},
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "num_cpus": 0,
+    }
+    if detached:
+        options["lifetime"] = "detached"
+    return (
+        ray.remote(CoordinatorActor)
+        .options(**options)
+        .remote(dict(signers), str(state_dir), settings, attestation)
+    )
