@@ -7,6 +7,9 @@ Routes:
 - ``POST /mint``: exchange the assertion over that challenge for a token and receipt.
 - ``GET /.well-known/jwks.json``: the group key (EdDSA) and the receipt key (ES256).
 - ``GET /healthz``: liveness.
+- ``GET /metrics``: Prometheus metrics (``mint.metrics``).
+- ``GET /ui/``: the enrollment and mint page (``mint.web``).
+- ``GET /openapi.json``: the OpenAPI document (``mint.api_models``).
 
 Every rejection is a 4xx, 500 or 503 JSON body ``{"error": <reason code>, "message": <detail>}``
 with an ``X-Request-Id`` header, mapped in ``_error_response`` only. Logs carry the request
@@ -27,21 +30,44 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mint.audit import AuditLog
-from mint.errors import MintError, MintReason
+from mint.api_models import (
+    Audience,
+    AuthenticationResponseJson,
+    ChallengeResponse,
+    EnrollmentResponse,
+    HealthResponse,
+    JwksResponse,
+    MintResponse,
+    RegistrationResponseJson,
+    Scopes,
+    TtlSeconds,
+    UserId,
+    error_responses,
+    openapi_document,
+)
+from mint.audit import AuditLog, checkpoint_signer
+from mint.errors import STATUS_BY_REASON, MintError, MintReason, Throttled
 from mint.kms import LocalKms
+from mint.limits import build_guard
+from mint.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mint.service import MintService
 from mint.settings import Settings
 from mint.signing import TokenSigner
-from mint.store import SqliteStore
+from mint.store_postgres import open_store
+from mint.web import add_ui_routes
 from mint.webauthn import RelyingParty, load_trust_roots
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
+_REASON_BY_FRAMEWORK_STATUS = {
+    404: MintReason.ROUTE_NOT_FOUND,
+    405: MintReason.METHOD_NOT_ALLOWED,
+}
 _OPERATION_BY_PATH = {
     "/register": "register",
     "/register/complete": "register_complete",
@@ -57,38 +83,39 @@ class _Body(BaseModel):
 class RegisterBody(_Body):
     """Body of ``POST /register``."""
 
-    user: StrictStr
+    user: UserId
 
 
 class RegisterCompleteBody(_Body):
     """Body of ``POST /register/complete``: the challenge id and ``RegistrationResponseJSON``."""
 
     challenge_id: StrictStr
-    credential: dict[str, Any]
+    credential: RegistrationResponseJson
 
 
 class AssertBody(_Body):
     """Body of ``POST /assert``: the user and the exact token request the challenge binds."""
 
-    user: StrictStr
-    scopes: list[StrictStr] = Field(min_length=1)
-    audience: StrictStr
-    ttl_seconds: StrictInt
+    user: UserId
+    scopes: Scopes
+    audience: Audience
+    ttl_seconds: TtlSeconds
 
 
 class MintBody(_Body):
     """Body of ``POST /mint``: the same request as ``/assert`` plus the assertion over it."""
 
     challenge_id: StrictStr
-    scopes: list[StrictStr] = Field(min_length=1)
-    audience: StrictStr
-    ttl_seconds: StrictInt
-    assertion: dict[str, Any]
+    scopes: Scopes
+    audience: Audience
+    ttl_seconds: TtlSeconds
+    assertion: AuthenticationResponseJson
 
 
 def create_app(service: MintService, settings: Settings) -> FastAPI:
     """Build the FastAPI application serving ``service``."""
-    app = FastAPI(title="ztmint mint", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="ztmint mint", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def request_id_middleware(
@@ -112,7 +139,10 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
 
     @app.exception_handler(MintError)
     async def mint_error_handler(request: Request, exc: MintError) -> JSONResponse:
-        return _error_response(request, exc.reason, exc.detail, exc.status)
+        response = _error_response(request, exc.reason, exc.detail, exc.status)
+        if isinstance(exc, Throttled):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error_handler(
@@ -125,6 +155,19 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
         )
         return _error_response(request, MintReason.REQUEST_INVALID, message, 400)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Raised by the framework itself: an unknown path, a method the path does not
+        # serve, or a body that cannot be read as JSON.
+        reason = _REASON_BY_FRAMEWORK_STATUS.get(exc.status_code, MintReason.REQUEST_INVALID)
+        message = f"{request.method} {request.url.path} rejected: {exc.detail}"
+        operation = _OPERATION_BY_PATH.get(request.url.path)
+        if operation is not None and reason is MintReason.REQUEST_INVALID:
+            service.record_rejection({"operation": operation, "reason": reason.value})
+        response = _error_response(request, reason, message, STATUS_BY_REASON[reason])
+        response.headers.update(exc.headers or {})
+        return response
+
     @app.exception_handler(Exception)
     async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
         log.exception(
@@ -135,7 +178,7 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
         message = "the mint failed unexpectedly; retry, and report the X-Request-Id if it persists"
         return _error_response(request, MintReason.INTERNAL_ERROR, message, 500)
 
-    @app.post("/register")
+    @app.post("/register", response_model=ChallengeResponse, responses=error_responses())
     def register(body: RegisterBody) -> dict[str, Any]:
         started = service.begin_registration(body.user)
         return {
@@ -144,7 +187,7 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
             "publicKey": started.options,
         }
 
-    @app.post("/register/complete")
+    @app.post("/register/complete", response_model=EnrollmentResponse, responses=error_responses())
     def register_complete(body: RegisterCompleteBody) -> dict[str, Any]:
         result = service.complete_registration(body.challenge_id, body.credential)
         return {
@@ -153,7 +196,7 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
             "attestation_type": result.attestation_type,
         }
 
-    @app.post("/assert")
+    @app.post("/assert", response_model=ChallengeResponse, responses=error_responses())
     def assert_(body: AssertBody) -> dict[str, Any]:
         started = service.begin_assertion(body.user, body.scopes, body.audience, body.ttl_seconds)
         return {
@@ -162,7 +205,7 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
             "publicKey": started.options,
         }
 
-    @app.post("/mint")
+    @app.post("/mint", response_model=MintResponse, responses=error_responses())
     def mint(body: MintBody) -> dict[str, Any]:
         result = service.mint(
             body.challenge_id, body.scopes, body.audience, body.ttl_seconds, body.assertion
@@ -175,14 +218,19 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
             "audit_index": result.audit_index,
         }
 
-    @app.get("/.well-known/jwks.json")
+    @app.get("/.well-known/jwks.json", response_model=JwksResponse, responses=error_responses(500))
     def jwks() -> dict[str, Any]:
         return service.jwks()
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=HealthResponse, responses=error_responses(500))
     def healthz() -> dict[str, str]:
         return {"status": "ok", "issuer": settings.issuer}
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(service.guard.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    add_ui_routes(app)
     return app
 
 
@@ -194,7 +242,8 @@ def service_from_settings(
 ) -> MintService:
     """Wire a ``MintService`` with the embedded backends in ``settings.state_dir``.
 
-    The backends are SQLite, the local KMS key and the local audit file.
+    The backends are SQLite (or PostgreSQL when ``settings.database_url`` is set), the local
+    KMS key, and the local audit file whose checkpoints the KMS key signs.
     """
     roots: tuple[bytes, ...] = ()
     if settings.attestation_roots is not None:
@@ -206,15 +255,20 @@ def service_from_settings(
         allow_self_attestation=settings.allow_self_attestation,
         trust_roots=roots,
     )
+    kms = LocalKms(settings.kms_key_path)
+    note_signer = checkpoint_signer(kms, settings.checkpoint_origin)
+    store = open_store(settings.database_url, settings.database_path)
+    audit = AuditLog(settings.audit_path, clock, note_signer=note_signer)
     return MintService(
-        store=SqliteStore(settings.database_path),
+        store=store,
         signer=signer,
-        receipt_signer=LocalKms(settings.kms_key_path),
-        audit=AuditLog(settings.audit_path, clock),
+        receipt_signer=kms,
+        audit=audit,
         relying_party=relying_party,
         issuer=settings.issuer,
         clock=clock,
         random_bytes=random_bytes,
+        guard=build_guard(settings.guard, store, audit),
     )
 
 

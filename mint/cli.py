@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mint import audit
+from mint.audit_cli import add_audit_parser
+from mint.browser import BrowserFlowError, receive_token
 from mint.client import Authenticator, MintClientError, enroll, mint_token
 from mint.softkey import SoftKeyError
 from mint.stack import add_arguments as stack_arguments
@@ -86,8 +87,11 @@ def run_enroll(args: argparse.Namespace) -> int:
 def run_token(args: argparse.Namespace) -> int:
     """Mint a token for the requested scopes, audience and TTL and print it."""
     scopes = split_scopes(args.scope)
-    authenticator = _authenticator_from_args(args)
-    minted = mint_token(args.url, args.user, authenticator, scopes, args.aud, args.ttl)
+    if args.browser:
+        minted = receive_token(args.url, args.user, scopes, args.aud, args.ttl).as_dict()
+    else:
+        authenticator = _authenticator_from_args(args)
+        minted = mint_token(args.url, args.user, authenticator, scopes, args.aud, args.ttl)
     if args.json:
         print(json.dumps(minted, indent=2))
     else:
@@ -96,45 +100,25 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_audit_verify(args: argparse.Namespace) -> int:
-    """Verify the hash chain of an audit log and print the result."""
-    checkpoint = None
-    if args.checkpoint:
-        count, _, head = args.checkpoint.partition(":")
-        if not count.isdigit() or len(head) != 64:
-            raise CliError("--checkpoint must be COUNT:HEAD with HEAD a 64-digit hex hash")
-        checkpoint = audit.Checkpoint(int(count), head)
-    try:
-        result = audit.verify(Path(args.path), checkpoint)
-    except OSError as exc:
-        raise CliError(f"cannot read {args.path}: {exc.strerror}") from exc
-    if result.ok:
-        print(f"OK: {result.count} records, head {result.head}")
-        return 0
-    print(f"BROKEN at record {result.broken_index}: {result.problem}: {result.detail}")
-    print(f"{result.count} records verified before it")
-    return 1
-
-
 def run_up(args: argparse.Namespace) -> int:
     """Start the local stack (``mint.stack``)."""
-    from mint import stack
+    from mint.stack import run
 
-    return stack.run(args)
+    return run(args)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the end-to-end demo (``mint.demo``)."""
-    from mint import demo
+    from mint.demo import run
 
-    return demo.run(args)
+    return run(args)
 
 
 def run_signers_status(args: argparse.Namespace) -> int:
     """Show the signers and their health (``actors.status``)."""
-    from actors import status
+    from actors.status import run
 
-    return status.run(args)
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,16 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=parse_ttl, default=parse_ttl("15m"), help="lifetime, e.g. 15m, 900s, 1h"
     )
     token.add_argument("--json", action="store_true", help="print the mint response as JSON")
+    token.add_argument(
+        "--browser",
+        action="store_true",
+        help="mint through the mint's web page in a browser, which sends the token back to a "
+        "one-time listener on 127.0.0.1; needs no --authenticator",
+    )
     token.set_defaults(handler=run_token)
 
-    audit_parser = commands.add_parser("audit", help="audit log tools")
-    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
-    verify = audit_commands.add_parser("verify", help="verify an audit log's hash chain")
-    verify.add_argument("path", help="the audit log file (audit.jsonl)")
-    verify.add_argument(
-        "--checkpoint", help="COUNT:HEAD from an earlier run, to detect removed tail records"
-    )
-    verify.set_defaults(handler=run_audit_verify)
+    add_audit_parser(commands)
 
     up = commands.add_parser("up", help="start the local stack")
     stack_arguments(up)
@@ -190,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ray cluster address (default $RAY_ADDRESS or auto: the local cluster)",
     )
     status.set_defaults(handler=run_signers_status)
+    # actors.admin imports Ray and the lifecycle code only when a command runs.
+    from actors.admin import add_guardian_parser, add_signer_lifecycle_parsers
+
+    add_signer_lifecycle_parsers(signer_commands)
+    add_guardian_parser(commands)
     return parser
 
 
@@ -223,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CliError, MintClientError, SoftKeyError) as exc:
+    except (CliError, MintClientError, SoftKeyError, BrowserFlowError) as exc:
         print(f"ztmint: {exc}", file=sys.stderr)
         return 1
 

@@ -34,6 +34,13 @@ class MintReason(StrEnum):
     SIGNING_FAILED = "signing_failed"
     AUDIT_FAILED = "audit_failed"
     INTERNAL_ERROR = "internal_error"
+    ROUTE_NOT_FOUND = "route_not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    RATE_LIMITED = "rate_limited"
+    BREAKER_OPEN = "breaker_open"
+    GLOBAL_BREAKER_OPEN = "global_breaker_open"
+    POLICY_DENIED = "policy_denied"
+    POLICY_UNAVAILABLE = "policy_unavailable"
 
 
 STATUS_BY_REASON: dict[MintReason, int] = {
@@ -58,6 +65,13 @@ STATUS_BY_REASON: dict[MintReason, int] = {
     MintReason.SIGNING_FAILED: 503,
     MintReason.AUDIT_FAILED: 503,
     MintReason.INTERNAL_ERROR: 500,
+    MintReason.ROUTE_NOT_FOUND: 404,
+    MintReason.METHOD_NOT_ALLOWED: 405,
+    MintReason.RATE_LIMITED: 429,
+    MintReason.BREAKER_OPEN: 429,
+    MintReason.GLOBAL_BREAKER_OPEN: 429,
+    MintReason.POLICY_DENIED: 403,
+    MintReason.POLICY_UNAVAILABLE: 503,
 }
 
 
@@ -99,6 +113,18 @@ class AssertionRejected(MintError):
 
     Raised for assertions, and for the client data and flags of a registration.
     """
+
+
+class Throttled(MintError):
+    """A rate limit or circuit breaker rejected the request; retry after ``retry_after`` s."""
+
+    def __init__(self, reason: MintReason, detail: str, retry_after: int) -> None:
+        super().__init__(reason, detail)
+        self.retry_after = max(1, retry_after)
+
+
+class PolicyRejected(MintError):
+    """The mint policy denied the request, or could not be asked (fail closed)."""
 
 
 class ServiceUnavailable(MintError):

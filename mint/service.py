@@ -6,9 +6,12 @@ chosen so that bad input changes no state:
 
 1. check the request syntax and parse the assertion (nothing read yet);
 2. read the challenge and credential and verify the assertion (nothing written yet);
-3. consume the challenge atomically, then record the signature counter;
+3. consume the challenge atomically, record the signature counter, and apply the rate
+   limit, the mint policy and the global breaker (``MintGuard.admit``). Open breakers
+   already reject in step 2, before the assertion is verified;
 4. sign the token through the signer mesh and the receipt through the KMS;
-5. append the audit record (fsync'd) and only then return the token.
+5. append the audit record (fsync'd), sign a checkpoint of the log that includes it, and
+   only then return the token with the record's inclusion proof.
 
 Steps 1-2 reject without writing anything except the audit record of the rejection. Step 3
 writes on purpose: a consumed challenge cannot be used again even if signing fails, and a
@@ -18,7 +21,8 @@ Limitations:
     Enrollment is trust on first use: anyone who can reach ``/register`` can enroll a key for a
     user name that has no credential yet, so deploy the mint behind the company's single
     sign-on. A user has at most one credential, and two concurrent first enrollments for
-    the same name can both succeed. Rate limits and the OPA mint policy are not applied here.
+    the same name can both succeed. Rate limits, circuit breakers and the OPA mint policy
+    apply only when a ``MintGuard`` with them is passed in (``mint.limits.build_guard``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from nacl.signing import VerifyKey
 from authz.formats import TokenClaims, assemble_compact, token_sha256, token_signing_input
 from authz.jose import b64url_encode
 from authz.jwk import PublishedKey, jwks_document, okp_ed25519_jwk, thumbprint
-from mint.audit import AuditError, AuditLog, canonical_json
+from mint.audit import AuditError, AuditLog, InclusionEvidence, canonical_json
 from mint.errors import (
     AssertionRejected,
     ChallengeRejected,
@@ -48,6 +52,7 @@ from mint.errors import (
     ServiceUnavailable,
 )
 from mint.kms import KmsError, ReceiptSigner, issue_receipt, published_key
+from mint.limits import MintGuard
 from mint.requests import TokenRequest, check_token_request, check_user
 from mint.signing import SigningError, TokenSigner
 from mint.store import (
@@ -113,6 +118,7 @@ class MintResult:
         audit_index: index of the ``token_minted`` audit record.
         expires_at: the token's ``exp``.
         jti: the token's ``jti``.
+        audit_evidence: the audit record, its inclusion proof and the signed checkpoint.
     """
 
     token: str
@@ -120,6 +126,7 @@ class MintResult:
     audit_index: int
     expires_at: int
     jti: str
+    audit_evidence: InclusionEvidence | None = None
 
     def __repr__(self) -> str:
         return f"MintResult(jti={self.jti!r}, audit_index={self.audit_index}, <redacted>)"
@@ -137,6 +144,8 @@ class MintService:
         issuer: ``iss`` of tokens and receipts.
         clock: current time in seconds since the epoch.
         random_bytes: cryptographically secure random bytes.
+        guard: rate limits, circuit breakers, the mint policy and metrics; default metrics
+            only, with no limit or policy applied.
     """
 
     def __init__(
@@ -150,6 +159,7 @@ class MintService:
         issuer: str,
         clock: Callable[[], float],
         random_bytes: Callable[[int], bytes],
+        guard: MintGuard | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -159,6 +169,7 @@ class MintService:
         self._issuer = issuer
         self._clock = clock
         self._random_bytes = random_bytes
+        self.guard = guard if guard is not None else MintGuard.unguarded()
 
     @functools.cached_property
     def _group_key(self) -> PublishedKey:
@@ -288,6 +299,7 @@ class MintService:
 
             challenge = self._usable_challenge(challenge_id, ChallengeKind.ASSERTION)
             fields["sub"] = challenge.user_id
+            self.guard.check_breakers(challenge.user_id, self._clock())
             if not hmac.compare_digest(challenge.request_digest, request.digest()):
                 raise ChallengeRejected(
                     MintReason.CHALLENGE_MISMATCH,
@@ -295,14 +307,18 @@ class MintService:
                     "send exactly the values the challenge was issued for",
                 )
             credential = self._owned_credential(response.raw_id, challenge.user_id)
-            verified = verify_assertion(self._rp, response, challenge.challenge, credential)
+            with self.guard.stage("webauthn"):
+                verified = verify_assertion(self._rp, response, challenge.challenge, credential)
 
             now = int(self._clock())
             self._consume(challenge_id, ChallengeKind.ASSERTION, now)
             self._record_sign_count(credential, verified.sign_count, verified.backup_state)
+            self.guard.admit(challenge.user_id, request, now)
 
             amr = _authentication_methods(credential, verified.user_verified)
-            return self._issue(challenge.user_id, request, amr, now, fields)
+            minted = self._issue(challenge.user_id, request, amr, now, fields)
+            self.guard.record_minted()
+            return minted
 
     def record_rejection(self, fields: Mapping[str, Any]) -> None:
         """Append a ``request_rejected`` audit record for a rejection made outside the service.
@@ -310,6 +326,7 @@ class MintService:
         The HTTP layer calls this for bodies it cannot parse, so that those rejections are
         in the audit log too.
         """
+        self.guard.record_refusal(MintReason(fields.get("reason", MintReason.REQUEST_INVALID)))
         self._append_rejection(dict(fields))
 
     def _issue(
@@ -335,7 +352,8 @@ class MintService:
         )
         signing_input = token_signing_input(claims, group_key.kid)
         try:
-            result = self._signer.sign(signing_input)
+            with self.guard.stage("signing"):
+                result = self._signer.sign(signing_input)
         except SigningError as exc:
             raise ServiceUnavailable(
                 MintReason.SIGNING_FAILED, f"the signer mesh did not sign: {exc}; retry shortly"
@@ -352,13 +370,14 @@ class MintService:
         # token's ztm.signers stays empty and the audit record names the signers instead.
         token = assemble_compact(signing_input, result.signature)
         try:
-            receipt = issue_receipt(self._receipt_signer, token, self._issuer, now, jti)
+            with self.guard.stage("kms"):
+                receipt = issue_receipt(self._receipt_signer, token, self._issuer, now, jti)
         except KmsError as exc:
             raise ServiceUnavailable(
                 MintReason.SIGNING_FAILED, f"the KMS did not sign the receipt: {exc}"
             ) from exc
 
-        audit_index = self._append_audit(
+        evidence = self._append_audit_with_proof(
             EVENT_TOKEN_MINTED,
             {
                 **_request_fields(request),
@@ -374,9 +393,10 @@ class MintService:
             user,
             jti,
             request.audience,
-            audit_index,
+            evidence.index,
         )
-        return MintResult(token, receipt, audit_index, now + request.ttl_seconds, jti)
+        expires_at = now + request.ttl_seconds
+        return MintResult(token, receipt, evidence.index, expires_at, jti, evidence)
 
     def _new_challenge(self, kind: ChallengeKind, user: str, digest: bytes) -> Challenge:
         challenge = Challenge(
@@ -464,6 +484,16 @@ class MintService:
                 MintReason.AUDIT_FAILED, "the audit log could not be written; nothing was issued"
             ) from exc
 
+    def _append_audit_with_proof(self, event: str, fields: Mapping[str, Any]) -> InclusionEvidence:
+        try:
+            with self.guard.stage("audit"):
+                return self._audit.append_with_proof(event, fields)
+        except (AuditError, OSError) as exc:
+            log.error("event=audit_append_failed audit_event=%s error=%s", event, exc)
+            raise ServiceUnavailable(
+                MintReason.AUDIT_FAILED, "the audit log could not be written; nothing was issued"
+            ) from exc
+
     def _append_rejection(self, fields: dict[str, Any]) -> None:
         try:
             self._audit.append(EVENT_REQUEST_REJECTED, fields)
@@ -477,6 +507,7 @@ class MintService:
         try:
             yield
         except MintError as exc:
+            self.guard.record_refusal(exc.reason)
             if exc.reason is not MintReason.AUDIT_FAILED:
                 self._append_rejection({**fields, "reason": exc.reason.value})
             log.info(

@@ -14,14 +14,26 @@ Variables (all optional):
 - ``ZTMINT_USER_VERIFICATION``: ``preferred`` or ``required``; default ``preferred``.
 - ``ZTMINT_ATTESTATION_ROOTS``: path of a PEM file of trusted WebAuthn attestation root
   certificates (for example Yubico's FIDO root); default none.
+- ``ZTMINT_DATABASE_URL``: ``postgresql://user:password@host:port/dbname`` selects the
+  PostgreSQL store, shared by several replicas; default unset, the SQLite file.
+- ``ZTMINT_AUDIT_ORIGIN``: origin line of the audit log's signed checkpoints; default the
+  issuer's host and path followed by ``/audit``. Replicas with separate logs need distinct
+  origins.
+- ``ZTMINT_RATE_BURST``, ``ZTMINT_RATE_PER_MINUTE``, ``ZTMINT_OPA_URL``,
+  ``ZTMINT_OPA_TIMEOUT_SECONDS``, ``ZTMINT_BREAKER_*`` and ``ZTMINT_GLOBAL_*``: rate limits,
+  the mint policy server and the circuit breakers; see ``mint.limits.guard_settings_from_env``.
+  Without ``ZTMINT_OPA_URL`` no mint policy is applied and the mint logs a warning.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from mint.limits import GuardSettings, guard_settings_from_env
 
 DEFAULT_PORT = 8080
 USER_VERIFICATION_VALUES = ("preferred", "required")
@@ -44,6 +56,10 @@ class Settings:
         user_verification: ``preferred`` or ``required``.
         attestation_roots: PEM file of trusted attestation roots, or None.
         port: TCP port of the HTTP service.
+        database_url: PostgreSQL URL of the shared store, or None for SQLite. Hidden from
+            ``repr`` because it may carry a password.
+        audit_origin: checkpoint origin of the audit log, or None for the default.
+        guard: rate limits, circuit breakers and the mint policy server.
     """
 
     rp_id: str = "localhost"
@@ -54,6 +70,9 @@ class Settings:
     user_verification: str = "preferred"
     attestation_roots: Path | None = None
     port: int = DEFAULT_PORT
+    database_url: str | None = field(default=None, repr=False)
+    audit_origin: str | None = None
+    guard: GuardSettings = field(default_factory=GuardSettings)
 
     def __post_init__(self) -> None:
         if self.user_verification not in USER_VERIFICATION_VALUES:
@@ -66,6 +85,14 @@ class Settings:
     def database_path(self) -> Path:
         """Path of the SQLite database."""
         return self.state_dir / "mint.sqlite3"
+
+    @property
+    def checkpoint_origin(self) -> str:
+        """Origin line of the audit checkpoints: ``audit_origin`` or ``<host><path>/audit``."""
+        if self.audit_origin:
+            return self.audit_origin
+        parts = urlsplit(self.issuer)
+        return f"{parts.netloc}{parts.path.rstrip('/')}/audit"
 
     @property
     def kms_key_path(self) -> Path:
@@ -118,4 +145,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         user_verification=env.get("ZTMINT_USER_VERIFICATION", "preferred"),
         attestation_roots=Path(roots) if roots else None,
         port=port,
+        database_url=env.get("ZTMINT_DATABASE_URL") or None,
+        audit_origin=env.get("ZTMINT_AUDIT_ORIGIN") or None,
+        guard=guard_settings_from_env(env, SettingsError),
     )

@@ -25,6 +25,11 @@ from pathlib import Path
 
 import httpx
 
+# The local stack is one machine: keep every Ray service on loopback. Without this, Ray on
+# Linux binds to the host's routable address (ray._private.services.get_node_ip_address).
+# Ray reads the variable when it is imported, so it is set before any import of ray.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 log = logging.getLogger("ztmint.stack")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

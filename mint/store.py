@@ -17,6 +17,8 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from mint.limits import RateDecision, RateLimit, take_token_sqlite
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     user_id      TEXT PRIMARY KEY,
@@ -192,6 +194,10 @@ class Store(Protocol):
         self, credential_id: bytes, sign_count: int, backup_state: bool
     ) -> SignCountStatus:
         """Store a verified assertion's counter and BS flag; flag the credential on regression."""
+        ...
+
+    def take_rate_token(self, key: str, now: float, limit: RateLimit) -> RateDecision:
+        """Take one token from rate bucket ``key`` atomically (see ``mint.limits``)."""
         ...
 
 
@@ -391,6 +397,11 @@ class SqliteStore:
                 (credential_id,),
             )
         return SignCountStatus.REGRESSED
+
+    def take_rate_token(self, key: str, now: float, limit: RateLimit) -> RateDecision:
+        """Take one token from rate bucket ``key`` in one write transaction."""
+        with self._transaction() as conn:
+            return take_token_sqlite(conn, key, now, limit)
 
 
 _CREDENTIAL_COLUMNS = (
