@@ -13,6 +13,8 @@ PYTEST_ARGS ?=
 export PATH := $(BIN):$(PATH)
 export GOBIN := $(BIN)
 export PYTHONPATH := $(CURDIR)
+# Keep Ray on loopback: a local Ray otherwise binds to the host's routable address.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 # Debian packages the tests start for real: SoftHSM2 (PKCS#11 receipts), PostgreSQL (shared
 # state for several mint replicas) and Chromium (the browser flow).

@@ -39,6 +39,7 @@ from typing import Any
 from actors.assertion_check import AssertionEvidence, check_assertion
 from actors.caller_auth import CallTokenIssuer
 from actors.coordinator_dkg import KeyGenerationRelay
+from actors.coordinator_lifecycle import STATE_NEEDS_REPAIR, KeyLifecycleRelay
 from actors.errors import (
     AggregateSignatureInvalid,
     AssertionRejected,
@@ -49,6 +50,7 @@ from actors.errors import (
     MintFailed,
     NotEnoughSigners,
     ReportRejected,
+    SigningPaused,
     StaleEpoch,
 )
 from actors.frost.aggregate import aggregate, verify_signature_share
@@ -148,8 +150,11 @@ class _SignerSlot:
         self.commitments.clear()
 
 
-class CoordinatorCore(KeyGenerationRelay):
+class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
     """Coordinator logic over a set of signers.
+
+    Key generation comes from ``KeyGenerationRelay``; share refresh, repair and escrow runs
+    come from ``KeyLifecycleRelay``.
 
     Args:
         transport: how to reach the signers.
@@ -185,6 +190,7 @@ class CoordinatorCore(KeyGenerationRelay):
         self._slots = {identifier: _SignerSlot(identifier) for identifier in identifiers}
         self._public_key_package: PublicKeyPackage | None = None
         self._dkg = None
+        self._pending_commit = None
 
     def _call(
         self, method: str, arguments: Mapping[int, tuple[Any, ...]], timeout: float
@@ -278,6 +284,7 @@ class CoordinatorCore(KeyGenerationRelay):
         to_ask = {i: () for i, slot in self._slots.items() if slot.state != STATE_EXCLUDED}
         results = self._transport.call("describe", to_ask, self._settings.call_timeout)
         packages: dict[int, PublicKeyPackage] = {}
+        without_share: list[int] = []
         for identifier, result in results.items():
             slot = self._slots[identifier]
             if not isinstance(result, SignerInfo):
@@ -291,17 +298,38 @@ class CoordinatorCore(KeyGenerationRelay):
             slot.node_id = result.node_id
             slot.fault_domain = result.fault_domain
             if result.public_key_package is None:
-                self._set_state(slot, STATE_DOWN, "signer has no signing share")
-                slot.epoch = result.epoch
+                without_share.append(identifier)
                 continue
             packages[identifier] = result.public_key_package
             self._set_state(slot, STATE_UP)
-        self._adopt_public_key_package(packages)
+        if self._pending_commit is None:
+            self._adopt_public_key_package(packages)
+        for identifier in without_share:
+            self._mark_without_share(self._slots[identifier], results[identifier])
         self._attest_unverified()
         return self.status()
 
+    def _mark_without_share(self, slot: _SignerSlot, info: object) -> None:
+        # Before key generation no signer has a share; after it, a signer without one lost it.
+        assert isinstance(info, SignerInfo)
+        if self._public_key_package is None:
+            self._set_state(slot, STATE_DOWN, "signer has no signing share")
+        else:
+            error = (
+                f"signer has no signing share: run `ztmint signers repair --signer "
+                f"{slot.identifier}` or restore it from its escrow bundle"
+            )
+            if slot.state != STATE_NEEDS_REPAIR:
+                logger.warning("signer needs repair", extra={"signer": slot.identifier})
+            self._set_state(slot, STATE_NEEDS_REPAIR, error)
+            slot.commitments.clear()
+        slot.epoch = info.epoch
+
     def _attest_unverified(self) -> None:
-        if self._reports is None or self._public_key_package is None:
+        # While a refresh commit is incomplete, signers hold old and new verifying shares, so a
+        # start-up report could be checked against the wrong one. Signing is stopped anyway,
+        # and the end of the commit attests every signer again.
+        if self._reports is None or self._public_key_package is None or self._pending_commit:
             return
         reports = self._reports
         pending = [
@@ -423,12 +451,16 @@ class CoordinatorCore(KeyGenerationRelay):
             AssertionRejected: the assertion does not approve these claims; no signer is
                 asked and no commitment is spent.
             NotEnoughSigners: fewer than t usable signers are available before any attempt.
+            SigningPaused: a refresh commit is incomplete, so old and new shares coexist.
             MintFailed: ``max_attempts`` attempts failed, or too few signers remain after
                 excluding the failing ones; ``failures`` names each failing signer.
             AggregateSignatureInvalid: all shares verified but the aggregate does not, which
                 points at a bug rather than a signer.
         """
         started = self._timer()
+        paused = self.signing_paused()
+        if paused is not None:
+            raise SigningPaused(f"signing is stopped: {paused}")
         public_key_package = self._require_public_key_package()
         expected_kid = thumbprint(okp_ed25519_jwk(public_key_package.group_public_key))
         if kid != expected_kid:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,11 @@ from actors.coordinator import (
     SignedToken,
 )
 from actors.frost.keys import PublicKeyPackage
+from actors.lifecycle.channel import SealedScalar
+from actors.lifecycle.escrow import EscrowBundle
 from actors.report_verification import AttestationSettings, ReportVerifier, policy_for
 from actors.signer import NAMESPACE
+from actors.signer_lifecycle import RestoreRequest
 from actors.transport import RaySignerTransport
 from authz.formats import TokenClaims
 
@@ -153,6 +156,57 @@ class CoordinatorActor:
             message = self._core.dkg_round3()
             self._core.refill()
             return message
+
+    # Key lifecycle (actors.coordinator_lifecycle). Each run holds the lock, so no mint and
+    # no refill round interleaves with it.
+
+    def run_refresh(self, session_id: str) -> tuple[PublicKeyPackage, list[str]]:
+        """Run ``CoordinatorCore.run_refresh``; return the package and the progress lines."""
+        lines: list[str] = []
+        with self._lock:
+            return self._core.run_refresh(session_id, lines.append), lines
+
+    def resume_refresh(self, skip: Sequence[int] = ()) -> tuple[PublicKeyPackage, list[str]]:
+        """Run ``CoordinatorCore.resume_refresh``; return the package and the progress lines."""
+        lines: list[str] = []
+        with self._lock:
+            return self._core.resume_refresh(lines.append, skip), lines
+
+    def abort_refresh(self) -> dict[int, str]:
+        """Run ``CoordinatorCore.abort_refresh``."""
+        with self._lock:
+            return self._core.abort_refresh()
+
+    def run_repair(
+        self, session_id: str, participant: int, helpers: Sequence[int] | None = None
+    ) -> tuple[PublicKeyPackage, list[str]]:
+        """Run ``CoordinatorCore.run_repair``; return the package and the progress lines."""
+        lines: list[str] = []
+        with self._lock:
+            return self._core.run_repair(session_id, participant, helpers, lines.append), lines
+
+    def run_escrow(
+        self, escrow_id: str, guardian_public_keys: Sequence[bytes], guardian_threshold: int
+    ) -> dict[int, EscrowBundle]:
+        """Run ``CoordinatorCore.run_escrow``."""
+        with self._lock:
+            return self._core.run_escrow(escrow_id, guardian_public_keys, guardian_threshold)
+
+    def begin_restore(self, participant: int, session_id: str) -> RestoreRequest:
+        """Run ``CoordinatorCore.begin_restore``."""
+        with self._lock:
+            return self._core.begin_restore(participant, session_id)
+
+    def finish_restore(
+        self,
+        participant: int,
+        bundle: EscrowBundle,
+        sender_box_public_key: bytes,
+        pieces: Mapping[int, SealedScalar],
+    ) -> PublicKeyPackage:
+        """Run ``CoordinatorCore.finish_restore``."""
+        with self._lock:
+            return self._core.finish_restore(participant, bundle, sender_box_public_key, pieces)
 
 
 def coordinator_actor(

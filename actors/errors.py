@@ -121,3 +121,27 @@ class EvidenceChanged(CoordinatorError):
 
 class AggregateSignatureInvalid(CoordinatorError):
     """The aggregate signature does not verify under the group key although every share did."""
+
+
+class LifecycleStepFailed(CoordinatorError):
+    """A signer failed a step of a share refresh, repair, escrow or restore run.
+
+    ``signer`` names the first failing signer.
+
+    Attributes:
+        failures: FROST identifier of each failing signer, mapped to what went wrong.
+    """
+
+    def __init__(
+        self, message: str, *, signer: int | None = None, failures: dict[int, str] | None = None
+    ) -> None:
+        super().__init__(message, signer=signer)
+        self.failures = dict(failures or {})
+
+
+class SigningPaused(NotEnoughSigners):
+    """Signing is stopped because a refresh commit reached some signers but not all.
+
+    Old and new signing shares do not combine, so the coordinator signs again only once every
+    signer has committed (``resume_refresh``).
+    """

@@ -41,6 +41,10 @@ def start_mesh(
 ) -> Any:
     """Create the signers ``ztmint-signer-1..n`` and the coordinator, generating keys if needed.
 
+    A signer whose sealed share is missing still starts, in state ``needs_repair``, as long as
+    at least ``t`` others have theirs. ``progress`` names it, and the coordinator signs without
+    it until ``ztmint signers repair`` rebuilds its share.
+
     Ray must be initialised already (``ray.init`` or ``connect``). Actors that exist already
     under these names are reused. The coordinator's caller-authentication key is created in
     ``state_dir`` if missing, and its public key is handed to every signer at creation.
@@ -101,6 +105,12 @@ def start_mesh(
     coordinator = coordinator_actor(signers, state_dir, settings, attestation, detached=detached)
     if with_share:
         report(f"loaded sealed shares of signers {with_share}; skipping key generation")
+        without_share = [i for i in identifiers if i not in with_share]
+        if without_share:
+            report(
+                f"signers {without_share} have no sealed share and start in state needs_repair: "
+                "run `ztmint signers repair --signer N` for each"
+            )
     else:
         report(f"no sealed shares in {state_dir}: running {t}-of-{n} key generation")
         report(ray.get(coordinator.dkg_round1.remote(t), timeout=timeout))

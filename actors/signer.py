@@ -68,6 +68,7 @@ from actors.report_verification import (
     startup_report_data,
 )
 from actors.sealing import FileSealingKeyProvider, ShareRecord, ShareStore
+from actors.signer_lifecycle import SignerActorLifecycle, SignerLifecycle
 from authz.jose import b64url_decode, b64url_encode, json_dumps_compact
 
 RandomSource = Callable[[int], bytes]
@@ -103,8 +104,10 @@ class _DkgState:
         return f"_DkgState(max_signers={self.max_signers}, min_signers={self.min_signers})"
 
 
-class SignerCore:
-    """One signer's logic: key generation steps, the nonce pool and signing.
+class SignerCore(SignerLifecycle):
+    """One signer's logic: key generation steps, the nonce pool, signing and the key lifecycle.
+
+    The refresh, repair and escrow steps come from ``actors.signer_lifecycle.SignerLifecycle``.
 
     Args:
         identifier: the signer's FROST identifier (1..n).
@@ -159,6 +162,11 @@ class SignerCore:
             group_public_key=record.group_public_key,
             min_signers=record.min_signers,
         )
+
+    def _start_new_epoch(self) -> None:
+        # Commitments published under the old share must never be accepted again.
+        self.epoch = self._rng(_EPOCH_SIZE).hex()
+        self._pool.clear()
 
     def describe(self) -> SignerInfo:
         """Return the signer's public state."""
@@ -432,8 +440,8 @@ class SignerCore:
         return self._key_package
 
 
-class SignerActor:
-    """Ray actor shell around ``SignerCore``.
+class SignerActor(SignerActorLifecycle):
+    """Ray actor shell around ``SignerCore``, with the lifecycle steps of ``SignerActorLifecycle``.
 
     Owns one signing share (sealed under ``state_dir``) and its in-memory nonce pool. When Ray
     restarts the actor, the constructor reloads the sealed share and draws a new epoch, and the

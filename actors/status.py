@@ -61,8 +61,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     ``args.address`` defaults to ``$RAY_ADDRESS``, then ``auto`` (the local cluster).
 
     Returns:
-        0 when every signer is up, 1 when any is down or excluded, 2 when no coordinator
-        runs in the cluster.
+        0 when every signer is up, 1 when any is down, excluded or needs_repair, 2 when no
+        coordinator runs in the cluster.
     """
     import ray
 

@@ -1,26 +1,21 @@
-"""Refresh and repair across three signers' real sealed share files.
+"""Refresh and repair across three ``SignerCore`` signers and their real sealed share files.
 
-A small relay in this file plays the coordinator and the signer wiring methods, which do not
-exist yet: it reads each signer's sealed share from disk, runs the lifecycle sessions, and
-seals the results back. It then reloads the sealed files and signs a token signing input with
-FROST round one, round two and ``aggregate``, which verifies every share, and checks the result
-with ``cryptography``'s Ed25519 verifier.
-
-NOTE: these tests do not build ``SignerCore`` objects. Its constructor now also needs a
-caller-token verifier and an attestation report provider, and the signing path needs the
-coordinator's per-call tokens. Once the lead adds the wiring methods, these tests should drive
-``SignerCore`` through them instead of the relay here.
+Each step runs through the signer wiring methods (``refresh_part1`` to ``refresh_commit``,
+``repair_start`` to ``repair_finish``) with a valid coordinator token per call, as the
+coordinator relays them. The tests then reload the sealed files from disk and sign a token
+signing input with FROST round one, round two and ``aggregate``, which verifies every share,
+and check the result with ``cryptography``'s Ed25519 verifier.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from actors.frost import dkg
 from actors.frost.aggregate import aggregate
 from actors.frost.errors import InvalidSignatureShare
 from actors.frost.round1 import commit
@@ -30,19 +25,14 @@ from actors.lifecycle.records import (
     public_key_package_digest,
     record_key_package,
     record_public_key_package,
-    share_record,
 )
-from actors.lifecycle.refresh import (
-    RefreshSession,
-    abort_refresh,
-    commit_refresh,
-    pending_share_store,
-    stage_refresh,
-)
-from actors.lifecycle.repair import RepairHelper, RepairTarget
+from actors.lifecycle.refresh import pending_share_store
 from actors.sealing import FileSealingKeyProvider, ShareStore
 from authz.formats import TokenClaims, token_signing_input
 from authz.jwk import okp_ed25519_jwk, thumbprint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "mesh"))
+from mesh_unit_support import LocalMesh, build_mesh  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -64,22 +54,10 @@ def _token_message(group_public_key: bytes) -> bytes:
     return token_signing_input(claims, thumbprint(okp_ed25519_jwk(group_public_key)))
 
 
-def _generate(state_dir: Path, n: int = 3, t: int = 2) -> bytes:
-    """Run the dealerless DKG among n signers and seal each share, as ``dkg_part3`` does."""
-    identifiers = list(range(1, n + 1))
-    round1 = {i: dkg.part1(i, n, t) for i in identifiers}
-    broadcast = {i: package for i, (_, package) in round1.items()}
-    round2 = {
-        i: dkg.part2(round1[i][0], {j: p for j, p in broadcast.items() if j != i})
-        for i in identifiers
-    }
-    store = _store(state_dir)
-    for i in identifiers:
-        received = {j: round2[j][1][i] for j in identifiers if j != i}
-        others = {j: p for j, p in broadcast.items() if j != i}
-        key_package, public_key_package = dkg.part3(round2[i][0], others, received)
-        store.save(share_record(key_package, public_key_package))
-    return public_key_package.group_public_key
+def _generate(state_dir: Path) -> tuple[LocalMesh, bytes]:
+    """Run the relayed 2-of-3 key generation; every signer seals its share in ``state_dir``."""
+    mesh = build_mesh(state_dir, attested=False)
+    return mesh, mesh.coordinator.group_public_key()
 
 
 def _sign_with(state_dir: Path, identifiers: Sequence[int]) -> tuple[bytes, bytes]:
@@ -94,35 +72,29 @@ def _sign_with(state_dir: Path, identifiers: Sequence[int]) -> tuple[bytes, byte
     return message, aggregate(package, shares, public_key_package)
 
 
-def _refresh(state_dir: Path, identifiers: Sequence[int], session_id: str) -> str:
-    """Run refresh steps 1-3 on every signer, stage the results and return the new digest."""
-    store = _store(state_dir)
-    records = {i: store.load(i) for i in identifiers}
-    sessions = {
-        i: RefreshSession(session_id, record_key_package(r), record_public_key_package(r))
-        for i, r in records.items()
-        if r is not None
-    }
-    announcements = {i: s.announcement for i, s in sessions.items()}
+def _refresh(mesh: LocalMesh, identifiers: Sequence[int], session_id: str) -> str:
+    """Run refresh steps 1-3 on every signer, which stages the results; return the digest."""
+    announcements = {i: mesh.call(i, "refresh_part1", session_id) for i in identifiers}
     sealed = {
-        i: s.seal_packages({j: a for j, a in announcements.items() if j != i})
-        for i, s in sessions.items()
+        i: mesh.call(i, "refresh_part2", {j: a for j, a in announcements.items() if j != i})
+        for i in identifiers
     }
-    digests = set()
-    for i, session in sessions.items():
-        result = session.finish({j: sealed[j][i] for j in sessions if j != i})
-        stage_refresh(store, result)
-        digests.add(public_key_package_digest(result.public_key_package))
+    digests = {
+        public_key_package_digest(
+            mesh.call(i, "refresh_part3", {j: sealed[j][i] for j in identifiers if j != i})
+        )
+        for i in identifiers
+    }
     assert len(digests) == 1
     return digests.pop()
 
 
 def test_refresh_across_signers_keeps_group_key_and_signs(tmp_path: Path) -> None:
-    group_key = _generate(tmp_path)
+    mesh, group_key = _generate(tmp_path)
     old = {i: _store(tmp_path).load(i) for i in (1, 2, 3)}
-    digest = _refresh(tmp_path, (1, 2, 3), "refresh-int-1")
+    digest = _refresh(mesh, (1, 2, 3), "refresh-int-1")
     for identifier in (1, 2, 3):
-        commit_refresh(_store(tmp_path), identifier, digest)
+        mesh.call(identifier, "refresh_commit", digest)
 
     for identifier in (1, 2, 3):
         new = _store(tmp_path).load(identifier)
@@ -134,11 +106,11 @@ def test_refresh_across_signers_keeps_group_key_and_signs(tmp_path: Path) -> Non
 
 
 def test_refresh_old_share_does_not_combine_with_new_ones(tmp_path: Path) -> None:
-    _generate(tmp_path)
+    mesh, _ = _generate(tmp_path)
     old_1 = _store(tmp_path).load(1)
-    digest = _refresh(tmp_path, (1, 2, 3), "refresh-int-2")
+    digest = _refresh(mesh, (1, 2, 3), "refresh-int-2")
     for identifier in (1, 2, 3):
-        commit_refresh(_store(tmp_path), identifier, digest)
+        mesh.call(identifier, "refresh_commit", digest)
     new_2 = _store(tmp_path).load(2)
     assert old_1 is not None and new_2 is not None
 
@@ -152,11 +124,11 @@ def test_refresh_old_share_does_not_combine_with_new_ones(tmp_path: Path) -> Non
 
 
 def test_refresh_abort_keeps_old_share_usable(tmp_path: Path) -> None:
-    group_key = _generate(tmp_path)
+    mesh, group_key = _generate(tmp_path)
     old = _store(tmp_path).load(2)
-    _refresh(tmp_path, (1, 2, 3), "refresh-int-3")
+    _refresh(mesh, (1, 2, 3), "refresh-int-3")
     for identifier in (1, 2, 3):
-        assert abort_refresh(_store(tmp_path), identifier)
+        assert mesh.call(identifier, "refresh_abort")
 
     assert _store(tmp_path).load(2) == old
     assert pending_share_store(_store(tmp_path)).load(2) is None
@@ -165,66 +137,65 @@ def test_refresh_abort_keeps_old_share_usable(tmp_path: Path) -> None:
 
 
 def test_commit_refresh_repeats_after_success(tmp_path: Path) -> None:
-    _generate(tmp_path)
-    digest = _refresh(tmp_path, (1, 2, 3), "refresh-int-4")
-    first = commit_refresh(_store(tmp_path), 1, digest)
-    again = commit_refresh(_store(tmp_path), 1, digest)
+    mesh, _ = _generate(tmp_path)
+    digest = _refresh(mesh, (1, 2, 3), "refresh-int-4")
+    first = mesh.call(1, "refresh_commit", digest)
+    again = mesh.call(1, "refresh_commit", digest)
     assert again == first
 
 
 def test_commit_refresh_rejects_without_staged_share(tmp_path: Path) -> None:
-    _generate(tmp_path)
+    mesh, _ = _generate(tmp_path)
     with pytest.raises(RefreshNotPending, match="repair this signer") as caught:
-        commit_refresh(_store(tmp_path), 1, "0" * 64)
+        mesh.call(1, "refresh_commit", "0" * 64)
     assert caught.value.signer == 1
 
 
-def _repair(state_dir: Path, participant: int, helpers: Sequence[int]) -> None:
-    """Rebuild ``participant``'s sealed share from the helpers' sealed shares."""
-    store = _store(state_dir)
-    helper_records = {h: store.load(h) for h in helpers}
-    public = record_public_key_package(next(iter(helper_records.values())))  # type: ignore[arg-type]
-    target = RepairTarget("repair-int-1", participant, helpers, public)
-    sessions = {
-        h: RepairHelper(
-            target.request,
-            record_key_package(r),
-            record_public_key_package(r),  # type: ignore[arg-type]
-        )
-        for h, r in helper_records.items()
-    }
-    announcements = {h: s.announcement for h, s in sessions.items()}
+def _repair(mesh: LocalMesh, participant: int, helpers: Sequence[int]) -> None:
+    """Rebuild ``participant``'s sealed share from the helpers through the signer methods."""
+    package = mesh.signers[helpers[0]].describe().public_key_package
+    request = mesh.call(participant, "repair_start", "repair-int-1", tuple(helpers), package)
+    announcements = {h: mesh.call(h, "repair_help", request) for h in helpers}
     deltas = {
-        h: s.seal_deltas({j: a for j, a in announcements.items() if j != h})
-        for h, s in sessions.items()
+        h: mesh.call(h, "repair_deltas", {j: a for j, a in announcements.items() if j != h})
+        for h in helpers
     }
     sigmas = {
-        h: s.seal_sigma({j: deltas[j][h] for j in helpers if j != h}) for h, s in sessions.items()
+        h: mesh.call(h, "repair_sigma", {j: deltas[j][h] for j in helpers if j != h})
+        for h in helpers
     }
-    repaired = target.finish(sigmas, announcements)
-    store.save(share_record(repaired, public))
+    mesh.call(participant, "repair_finish", sigmas, announcements)
+
+
+def _lose_share(mesh: LocalMesh, identifier: int) -> None:
+    """Delete the sealed share of ``identifier`` and restart the signer without it."""
+    _store(mesh.state_dir).path(identifier).unlink()
+    mesh.restart_signer(identifier)
+    assert mesh.signers[identifier].describe().public_key_package is None
 
 
 @pytest.mark.parametrize("partner", [1, 3])
 def test_repair_rebuilds_deleted_share_that_signs(tmp_path: Path, partner: int) -> None:
-    group_key = _generate(tmp_path)
+    mesh, group_key = _generate(tmp_path)
     original = _store(tmp_path).load(2)
-    _store(tmp_path).path(2).unlink()
+    _lose_share(mesh, 2)
     assert _store(tmp_path).load(2) is None
 
-    _repair(tmp_path, 2, [1, 3])
+    _repair(mesh, 2, [1, 3])
     assert _store(tmp_path).load(2) == original
     message, signature = _sign_with(tmp_path, (2, partner))
     Ed25519PublicKey.from_public_bytes(group_key).verify(signature, message)
 
 
 def test_repair_after_refresh_restores_signer_that_missed_commit(tmp_path: Path) -> None:
-    group_key = _generate(tmp_path)
-    digest = _refresh(tmp_path, (1, 2, 3), "refresh-int-5")
-    commit_refresh(_store(tmp_path), 1, digest)
-    commit_refresh(_store(tmp_path), 3, digest)
-    # Signer 2 lost its staged share before committing.
-    abort_refresh(_store(tmp_path), 2)
-    _repair(tmp_path, 2, [1, 3])
+    mesh, group_key = _generate(tmp_path)
+    digest = _refresh(mesh, (1, 2, 3), "refresh-int-5")
+    mesh.call(1, "refresh_commit", digest)
+    mesh.call(3, "refresh_commit", digest)
+    # Signer 2 lost its staged share before committing, so its old share is useless: the
+    # operator deletes it, and the repair uses the new package of the signers that committed.
+    mesh.call(2, "refresh_abort")
+    _lose_share(mesh, 2)
+    _repair(mesh, 2, [1, 3])
     message, signature = _sign_with(tmp_path, (2, 3))
     Ed25519PublicKey.from_public_bytes(group_key).verify(signature, message)
