@@ -167,6 +167,20 @@ class EnrollmentResponse(_Response):
     )
 
 
+class AuditEvidence(_Response):
+    """Where the audit log records a token, with an RFC 9162 inclusion proof."""
+
+    index: int = Field(description="Index of the token_minted record, the Merkle leaf index.")
+    record: str = Field(description="The record line; its Merkle leaf is SHA-256(0x00 || line).")
+    tree_size: int = Field(description="Size of the tree the proof and checkpoint are for.")
+    inclusion_proof: list[str] = Field(
+        description="The inclusion proof (RFC 9162 section 2.1.3), each node in base64."
+    )
+    checkpoint: str | None = Field(
+        description="The signed checkpoint (tree size and root) the proof verifies against."
+    )
+
+
 class MintResponse(_Response):
     """Body of ``POST /mint``: the token, its receipt and where the audit log records it."""
 
@@ -175,6 +189,9 @@ class MintResponse(_Response):
     jti: str = Field(description="The token's jti claim.")
     expires_at: int = Field(description="The token's exp claim, seconds since the epoch.")
     audit_index: int = Field(description="Index of the token_minted record in the audit log.")
+    audit: AuditEvidence | None = Field(
+        default=None, description="The audit record with its inclusion proof and checkpoint."
+    )
 
 
 class JwksResponse(_Response):

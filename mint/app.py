@@ -216,6 +216,7 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
             "jti": result.jti,
             "expires_at": result.expires_at,
             "audit_index": result.audit_index,
+            "audit": result.audit_evidence.to_json() if result.audit_evidence else None,
         }
 
     @app.get("/.well-known/jwks.json", response_model=JwksResponse, responses=error_responses(500))

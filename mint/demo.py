@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 import uuid
@@ -18,8 +19,16 @@ from pathlib import Path
 
 import grpc
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
+from fido2.webauthn import AuthenticationResponse
 
-from authz.formats import TokenClaims, assemble_compact, token_signing_input
+from actors.assertion_check import (
+    CHALLENGE_SALT_SIZE,
+    AssertionEvidence,
+    derive_challenge,
+    request_digest,
+)
+from authz.formats import TokenClaims, assemble_compact
+from authz.jose import b64url_encode
 from authz.jwk import okp_ed25519_jwk, thumbprint
 from mint import audit
 from mint.client import enroll, mint_token
@@ -27,8 +36,9 @@ from mint.kms import LocalKms, issue_receipt
 from mint.settings import Settings
 from mint.softkey import SoftwareAuthenticator
 from mint.stack import Stack, StackConfig
+from mint.store import SqliteStore
 
-DEMO_USER = "alice@example.com"
+DEMO_USER = "bob@example.com"
 DEMO_AUDIENCE = "orders"
 CHECK_TIMEOUT_SECONDS = 5.0
 
@@ -81,27 +91,51 @@ def _flip_one_byte(token: str) -> str:
     return f"{header}.{claims[:middle]}{replacement}{claims[middle + 1 :]}.{signature}"
 
 
-def _expired_token(stack: Stack, coordinator: object) -> tuple[str, str]:
+def _expired_token(
+    stack: Stack, coordinator: object, authenticator: SoftwareAuthenticator
+) -> tuple[str, str]:
     """Build a token whose ``exp`` has passed, signed by the real signer mesh and local KMS.
 
-    The mint never issues back-dated tokens, so the demo asks the coordinator directly, as
-    the Ray driver it is, and co-signs with the same local KMS key the mint uses.
+    The mint never issues back-dated tokens, so the demo, as the Ray driver it is, asks the
+    coordinator directly. The signers still require an assertion of the engineer's key over
+    exactly these claims, so the demo has the authenticator approve them first, and it
+    co-signs with the same local KMS key the mint uses.
     """
     from mint.ray_signer import RayTokenSigner
 
     signer = RayTokenSigner(coordinator)
-    group_key = signer.group_public_key()
+    kid = thumbprint(okp_ed25519_jwk(signer.group_public_key()))
     issued_at = int(time.time()) - 2 * 3600
     claims = TokenClaims(
         iss=stack.endpoints.mint_url, sub=DEMO_USER, aud=DEMO_AUDIENCE,
         scopes=("orders:read",), iat=issued_at, ttl=15 * 60, jti=str(uuid.uuid4()),
     )  # fmt: skip
-    signing_input = token_signing_input(claims, thumbprint(okp_ed25519_jwk(group_key)))
-    result = signer.sign(signing_input)
-    token = assemble_compact(signing_input, result.signature)
-    kms = LocalKms(Settings(state_dir=stack.config.state_dir / "mint").kms_key_path)
+    salt = os.urandom(CHALLENGE_SALT_SIZE)
+    digest = request_digest(claims.sub, claims.scopes, claims.aud, claims.ttl)
+    store = SqliteStore(_mint_settings(stack).database_path)
+    credential = store.credentials_for_user(DEMO_USER)[0]
+    options = {
+        "challenge": b64url_encode(derive_challenge(salt, digest)),
+        "rpId": "localhost",
+        "allowCredentials": [{"type": "public-key", "id": b64url_encode(credential.credential_id)}],
+    }
+    response = AuthenticationResponse.from_dict(authenticator.authenticate(options))
+    assertion = AssertionEvidence(
+        credential_public_key=credential.public_key_cose,
+        authenticator_data=bytes(response.response.authenticator_data),
+        client_data_json=bytes(response.response.client_data),
+        signature=bytes(response.response.signature),
+        challenge_salt=salt,
+    )
+    signed = signer.sign_token(claims, kid, assertion)
+    token = assemble_compact(signed.signing_input, signed.signature)
+    kms = LocalKms(_mint_settings(stack).kms_key_path)
     receipt = issue_receipt(kms, token, stack.endpoints.mint_url, issued_at, claims.jti)
     return token, receipt
+
+
+def _mint_settings(stack: Stack) -> Settings:
+    return Settings(state_dir=stack.config.state_dir / "mint")
 
 
 def _edited_copy(log_path: Path, destination: Path, index: int) -> None:
@@ -163,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             expect("a receipt of another token",
                    check(stub, "GET", "/orders/42", _bearer(token, other["receipt"])),
                    False, "receipt_mismatch")  # fmt: skip
-            expired_token, expired_receipt = _expired_token(stack, coordinator)
+            expired_token, expired_receipt = _expired_token(stack, coordinator, authenticator)
             expect("an expired token",
                    check(stub, "GET", "/orders/42", _bearer(expired_token, expired_receipt)),
                    False, "token_expired")  # fmt: skip
@@ -177,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                    check(stub, "GET", "/orders/42", _bearer(_flip_one_byte(token), receipt)),
                    False, "token_signature_invalid")  # fmt: skip
 
-        log_path = Settings(state_dir=state_dir / "mint").audit_path
+        log_path = _mint_settings(stack).audit_path
         print(f"5. ztmint audit verify {log_path}")
         intact = audit.verify(log_path)
         print(f"   {'OK' if intact.ok else 'BROKEN'}: {intact.count} records")
@@ -201,4 +235,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print("demo finished: every step gave the expected result")
     return 0
-

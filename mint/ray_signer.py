@@ -1,7 +1,7 @@
 """The ``TokenSigner`` over the Ray coordinator actor.
 
-The mint holds only the coordinator's actor handle. Each ``sign`` is one actor call that
-reaches t signers; the coordinator itself never holds a signing share.
+The mint holds only the coordinator's actor handle. Each ``sign_token`` is one actor call
+that reaches t signers; the coordinator itself never holds a signing share.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mint.signing import SigningError, SignResult
+from actors.assertion_check import AssertionEvidence
+from authz.formats import TokenClaims
+from mint.signing import SignedToken, SigningError
 
 log = logging.getLogger("ztmint.mint.signer")
 
@@ -17,7 +19,7 @@ SIGN_TIMEOUT_SECONDS = 10.0
 
 
 class RayTokenSigner:
-    """Adapt the coordinator actor handle (``actors.coordinator``) to ``TokenSigner``."""
+    """Adapt the coordinator actor handle (``actors.coordinator_actor``) to ``TokenSigner``."""
 
     def __init__(self, coordinator: Any, timeout: float = SIGN_TIMEOUT_SECONDS) -> None:
         self._coordinator = coordinator
@@ -33,22 +35,33 @@ class RayTokenSigner:
             self._group_public_key = bytes(key)
         return self._group_public_key
 
-    def sign(self, message: bytes) -> SignResult:
-        """Ask the coordinator for an aggregate signature over ``message``.
+    def sign_token(
+        self, claims: TokenClaims, kid: str, assertion: AssertionEvidence
+    ) -> SignedToken:
+        """Ask the coordinator to complete and sign ``claims``.
 
         Raises:
-            SigningError: the coordinator failed, timed out or is unreachable. The cause is
-                chained and logged; the message never contains the signing input.
+            SigningError: the coordinator rejected the request, failed, timed out or is
+                unreachable. The cause is chained and its type logged; neither the message
+                nor the log contains the claims or the assertion.
         """
         import ray
         from ray.exceptions import GetTimeoutError, RayError
 
         try:
-            result = ray.get(self._coordinator.sign.remote(message), timeout=self._timeout)
+            result = ray.get(
+                self._coordinator.sign_token.remote(claims, kid, assertion), timeout=self._timeout
+            )
         except GetTimeoutError as exc:
             log.error("signing timed out after %.1f s", self._timeout)
             raise SigningError(f"signer mesh did not answer within {self._timeout} s") from exc
         except RayError as exc:
-            log.error("signing failed: %s", type(exc).__name__)
-            raise SigningError(f"signer mesh failed: {type(exc).__name__}") from exc
-        return SignResult(signature=bytes(result.signature), signers=tuple(result.signers))
+            cause = getattr(exc, "cause", exc)
+            log.error("signing failed: %s", type(cause).__name__)
+            raise SigningError(f"signer mesh failed: {type(cause).__name__}: {cause}") from exc
+        return SignedToken(
+            signing_input=bytes(result.signing_input),
+            signature=bytes(result.signature),
+            signers=tuple(result.signers),
+            evidence=result.evidence,
+        )

@@ -39,8 +39,10 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from authz.formats import TokenClaims, assemble_compact, token_sha256, token_signing_input
-from authz.jose import b64url_encode
+from actors.assertion_check import AssertionEvidence, derive_challenge, request_digest
+from authz.errors import AuthzError
+from authz.formats import TokenClaims, assemble_compact, token_header, token_sha256
+from authz.jose import b64url_decode, b64url_encode, json_loads_strict
 from authz.jwk import PublishedKey, jwks_document, okp_ed25519_jwk, thumbprint
 from mint.audit import AuditError, AuditLog, InclusionEvidence, canonical_json
 from mint.errors import (
@@ -279,7 +281,8 @@ class MintService:
                     f"user {user!r} has no credential; run `ztmint enroll` first",
                 )
             challenge = self._new_challenge(ChallengeKind.ASSERTION, user, request.digest())
-            options = request_options(self._rp, challenge.challenge, credentials)
+            webauthn_challenge = _assertion_challenge(challenge.challenge, user, request)
+            options = request_options(self._rp, webauthn_challenge, credentials)
             return ChallengeOptions(challenge.challenge_id, options, challenge.expires_at)
 
     def mint(
@@ -307,8 +310,11 @@ class MintService:
                     "send exactly the values the challenge was issued for",
                 )
             credential = self._owned_credential(response.raw_id, challenge.user_id)
+            webauthn_challenge = _assertion_challenge(
+                challenge.challenge, challenge.user_id, request
+            )
             with self.guard.stage("webauthn"):
-                verified = verify_assertion(self._rp, response, challenge.challenge, credential)
+                verified = verify_assertion(self._rp, response, webauthn_challenge, credential)
 
             now = int(self._clock())
             self._consume(challenge_id, ChallengeKind.ASSERTION, now)
@@ -316,7 +322,14 @@ class MintService:
             self.guard.admit(challenge.user_id, request, now)
 
             amr = _authentication_methods(credential, verified.user_verified)
-            minted = self._issue(challenge.user_id, request, amr, now, fields)
+            evidence = AssertionEvidence(
+                credential_public_key=credential.public_key_cose,
+                authenticator_data=bytes(response.response.authenticator_data),
+                client_data_json=bytes(response.response.client_data),
+                signature=bytes(response.response.signature),
+                challenge_salt=challenge.challenge,
+            )
+            minted = self._issue(challenge.user_id, request, amr, now, fields, evidence)
             self.guard.record_minted()
             return minted
 
@@ -336,6 +349,7 @@ class MintService:
         amr: tuple[str, ...],
         now: int,
         fields: dict[str, Any],
+        assertion: AssertionEvidence,
     ) -> MintResult:
         jti = b64url_encode(self._random_bytes(JTI_SIZE))
         fields["jti"] = jti
@@ -350,14 +364,14 @@ class MintService:
             jti=jti,
             amr=amr,
         )
-        signing_input = token_signing_input(claims, group_key.kid)
         try:
             with self.guard.stage("signing"):
-                result = self._signer.sign(signing_input)
+                result = self._signer.sign_token(claims, group_key.kid, assertion)
         except SigningError as exc:
             raise ServiceUnavailable(
                 MintReason.SIGNING_FAILED, f"the signer mesh did not sign: {exc}; retry shortly"
             ) from exc
+        signing_input = result.signing_input
         try:
             VerifyKey(group_key.raw).verify(signing_input, result.signature)
         except (BadSignatureError, ValueError) as exc:
@@ -365,9 +379,14 @@ class MintService:
                 MintReason.SIGNING_FAILED,
                 "the signer mesh returned a signature that does not verify under the group key",
             ) from exc
+        # The mesh completed only the ztm claim; everything the engineer asked for and the
+        # mint decided must come back unchanged, or the mesh signed something else.
+        if _claims_without_ztm(signing_input, group_key.kid) != _claims_json_without_ztm(claims):
+            raise ServiceUnavailable(
+                MintReason.SIGNING_FAILED,
+                "the signer mesh changed claims other than ztm; no token was issued",
+            )
 
-        # The mesh picks its signers inside sign(), after the claims are fixed, so the
-        # token's ztm.signers stays empty and the audit record names the signers instead.
         token = assemble_compact(signing_input, result.signature)
         try:
             with self.guard.stage("kms"):
@@ -385,6 +404,7 @@ class MintService:
                 "jti": jti,
                 "token_sha256": b64url_encode(token_sha256(token)),
                 "signers": list(result.signers),
+                "evidence": result.evidence,
                 "amr": list(amr),
             },
         )
@@ -535,3 +555,33 @@ def _authentication_methods(credential: Credential, user_verified: bool) -> tupl
     if user_verified:
         methods.append("mfa")
     return tuple(methods)
+
+
+def _assertion_challenge(salt: bytes, user: str, request: TokenRequest) -> bytes:
+    """Derive the WebAuthn challenge of an assertion challenge from its stored salt.
+
+    The challenge is ``SHA-256(salt || request_digest)`` (``actors.assertion_check``), so
+    every signer can check, from the claims it signs, that the assertion approved exactly
+    this subject, scope set, audience and lifetime.
+    """
+    digest = request_digest(user, request.scopes, request.audience, request.ttl_seconds)
+    return derive_challenge(salt, digest)
+
+
+def _claims_json_without_ztm(claims: TokenClaims) -> dict[str, Any]:
+    body = claims.to_json()
+    body.pop("ztm", None)
+    return body
+
+
+def _claims_without_ztm(signing_input: bytes, kid: str) -> dict[str, Any] | None:
+    """Return the claims of a signing input without ``ztm``, or None if it is not a token."""
+    try:
+        header, payload = signing_input.decode("ascii").split(".")
+        if json_loads_strict(b64url_decode(header)) != token_header(kid):
+            return None
+        body = json_loads_strict(b64url_decode(payload))
+    except (UnicodeDecodeError, ValueError, AuthzError):
+        return None
+    body.pop("ztm", None)
+    return body

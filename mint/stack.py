@@ -186,7 +186,9 @@ class Stack:
         self.progress(f"starting OPA on 127.0.0.1:{port}")
         command = [
             opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}",
-            "--skip-version-check", "--log-level", "error", str(PROJECT_ROOT / "opa" / "authz"),
+            "--skip-version-check", "--log-level", "error",
+            # Each package's data.json under its own prefix, because both have a "scopes" table.
+            f"authz:{PROJECT_ROOT / 'opa' / 'authz'}", f"mint:{PROJECT_ROOT / 'opa' / 'mint'}",
         ]  # fmt: skip
         self._spawn("opa", command)
         self.endpoints.opa_url = f"http://127.0.0.1:{port}"
@@ -206,6 +208,7 @@ class Stack:
             state_dir=self.config.state_dir,
             signer=RayTokenSigner(coordinator),
             public_url=self.endpoints.mint_url,
+            opa_url=self.endpoints.opa_url,
         )
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

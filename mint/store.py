@@ -129,7 +129,9 @@ class Challenge:
         challenge_id: public handle the client sends back.
         kind: registration or assertion.
         user_id: the user the challenge was issued to.
-        challenge: the random challenge bytes signed by the authenticator.
+        challenge: 32 random bytes. A registration uses them as the WebAuthn challenge; an
+            assertion uses them as the salt of its challenge, SHA-256(salt || request
+            digest), which the signers recompute (``actors.assertion_check``).
         request_digest: SHA-256 of the canonical request (scopes, audience, TTL) it binds.
         expires_at: seconds since the epoch after which it cannot be consumed.
         consumed: whether it has been used.

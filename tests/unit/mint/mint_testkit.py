@@ -7,16 +7,20 @@ The end-to-end tests use the real mesh.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from actors.assertion_check import AssertionEvidence, check_assertion
+from actors.errors import AssertionRejected
+from authz.formats import TokenClaims, token_signing_input
 from mint.audit import AuditLog
 from mint.kms import LocalKms
 from mint.service import MintService
-from mint.signing import SigningError, SignResult
+from mint.signing import SignedToken, SigningError
 from mint.store import SqliteStore
 from mint.webauthn import RelyingParty
 
@@ -27,7 +31,11 @@ START_TIME = 1_767_225_600
 
 
 class InProcessTokenSigner:
-    """Test fixture: signs with one local Ed25519 key and reports signers ``(1, 2)``."""
+    """Test fixture: signs with one local Ed25519 key and reports signers ``(1, 2)``.
+
+    Like the signers of the mesh, it checks that the assertion approves the claims
+    (``actors.assertion_check.check_assertion``) before it signs.
+    """
 
     def __init__(self, seed: bytes | None = None) -> None:
         self._key = SigningKey(seed or os.urandom(32))
@@ -40,12 +48,24 @@ class InProcessTokenSigner:
     def group_public_key(self) -> bytes:
         return bytes(self._key.verify_key)
 
-    def sign(self, message: bytes) -> SignResult:
+    def sign_token(
+        self, claims: TokenClaims, kid: str, assertion: AssertionEvidence
+    ) -> SignedToken:
         self.calls += 1
         if self.fail_next:
             self.fail_next = False
             raise SigningError("test fixture told to fail")
-        return SignResult(signature=self._key.sign(message).signature, signers=(1, 2))
+        completed = dataclasses.replace(claims, signers=(1, 2))
+        try:
+            check_assertion(assertion, completed.to_json())
+        except AssertionRejected as exc:
+            raise SigningError(f"assertion rejected: {exc}") from exc
+        signing_input = token_signing_input(completed, kid)
+        return SignedToken(signing_input, self.sign_raw(signing_input), completed.signers, None)
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """Sign any message with the fixture key, for tests of a misbehaving mesh."""
+        return self._key.sign(message).signature
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sqlite3
@@ -12,11 +13,12 @@ import jwt
 import pytest
 from mint_testkit import ISSUER, ORIGIN, ServiceParts, build_service
 
-from authz.formats import token_sha256
-from authz.jose import b64url_encode
+from actors.assertion_check import AssertionEvidence
+from authz.formats import TokenClaims, token_sha256
+from authz.jose import b64url_decode, b64url_encode
 from mint.errors import MintError, MintReason
 from mint.service import CHALLENGE_TTL_SECONDS
-from mint.signing import SignResult
+from mint.signing import SignedToken
 from mint.softkey import SoftwareAuthenticator
 
 SCOPES = ["payments:read", "payments:write"]
@@ -307,11 +309,47 @@ def test_mint_reports_signing_failure(parts: ServiceParts, alice: SoftwareAuthen
 def test_mint_rejects_signature_not_under_group_key(
     parts: ServiceParts, alice: SoftwareAuthenticator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parts.signer, "sign", lambda message: SignResult(bytes(64), (1, 2)))
+    real_sign_token = parts.signer.sign_token
+
+    def zero_signature(claims: TokenClaims, kid: str, evidence: AssertionEvidence) -> SignedToken:
+        signed = real_sign_token(claims, kid, evidence)
+        return dataclasses.replace(signed, signature=bytes(64))
+
+    monkeypatch.setattr(parts.signer, "sign_token", zero_signature)
     challenge_id, assertion = _begin(parts, alice)
     error = _rejection(lambda: parts.service.mint(challenge_id, SCOPES, AUDIENCE, TTL, assertion))
     assert error.reason is MintReason.SIGNING_FAILED
     assert "does not verify" in error.detail
+
+
+def test_mint_rejects_mesh_that_changes_claims(
+    parts: ServiceParts, alice: SoftwareAuthenticator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_sign_token = parts.signer.sign_token
+
+    def widen_scope(claims: TokenClaims, kid: str, evidence: AssertionEvidence) -> SignedToken:
+        # A correctly signed token whose scope differs from the request must not be issued.
+        signed = real_sign_token(claims, kid, evidence)
+        header, payload = signed.signing_input.split(b".")
+        body = json.loads(b64url_decode(payload.decode()))
+        body["scope"] = "admin"
+        widened = header + b"." + b64url_encode(json.dumps(body).encode()).encode()
+        signature = parts.signer.sign_raw(widened)
+        return dataclasses.replace(signed, signing_input=widened, signature=signature)
+
+    monkeypatch.setattr(parts.signer, "sign_token", widen_scope)
+    challenge_id, assertion = _begin(parts, alice)
+    error = _rejection(lambda: parts.service.mint(challenge_id, SCOPES, AUDIENCE, TTL, assertion))
+    assert error.reason is MintReason.SIGNING_FAILED
+    assert "changed claims" in error.detail
+
+
+def test_mint_token_carries_signer_set(parts: ServiceParts, alice: SoftwareAuthenticator) -> None:
+    challenge_id, assertion = _begin(parts, alice)
+    result = parts.service.mint(challenge_id, SCOPES, AUDIENCE, TTL, assertion)
+    payload = result.token.split(".")[1]
+    claims = json.loads(b64url_decode(payload))
+    assert claims["ztm"]["signers"] == [1, 2]
 
 
 def test_mint_withholds_token_when_audit_fails(
