@@ -20,7 +20,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 # state for several mint replicas) and Chromium (the browser flow).
 APT_PACKAGES := softhsm2 postgresql chromium
 
-.PHONY: setup tools system-packages demo test test-python test-opa up lint clean
+.PHONY: setup tools system-packages demo test test-python test-opa up bench lint clean
 
 # What the demo needs: the virtualenv and OPA.
 setup: $(VENV)/.installed $(BIN)/opa
@@ -77,6 +77,10 @@ test-opa: $(BIN)/opa
 	$(BIN)/opa check --strict opa/
 	$(BIN)/opa test --coverage --threshold 90 opa/ > /dev/null
 	$(BIN)/opa test -v opa/ | tail -n 3
+
+# Benchmarks, never part of make test: about 12 minutes on 2 cores, loopback only.
+bench: setup tools
+	bench/run.sh
 
 lint: setup
 	$(VENV)/bin/ruff check authz actors mint tests

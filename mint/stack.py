@@ -156,6 +156,9 @@ class Stack:
         self.progress("starting Ray (local instance, node labelled as the confidential group)")
         dashboard_port = _port(self.config.dashboard_port)
         context = ray.init(
+            # "local" always starts a new instance; without it ray.init joins a cluster that
+            # happens to run on this machine (RAY_ADDRESS or the last started one).
+            address="local",
             namespace="ztmint",
             labels={NODE_GROUP_LABEL: CONFIDENTIAL_NODE_GROUP, FAULT_DOMAIN_LABEL: "local-0"},
             include_dashboard=self.config.include_dashboard,
