@@ -49,12 +49,15 @@ from mint.api_models import (
     openapi_document,
 )
 from mint.audit import AuditLog, checkpoint_signer
+from mint.breakglass import BreakGlassService
+from mint.breakglass_http import add_breakglass_routes
 from mint.errors import STATUS_BY_REASON, MintError, MintReason, Throttled
-from mint.kms import LocalKms
+from mint.kms_select import open_receipt_key_ring
 from mint.limits import build_guard
 from mint.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mint.service import MintService
 from mint.settings import Settings
+from mint.shipping import AuditShipping
 from mint.signing import TokenSigner
 from mint.store_postgres import open_store
 from mint.web import add_ui_routes
@@ -231,6 +234,8 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
     def metrics() -> Response:
         return Response(service.guard.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    if service.breakglass is not None:
+        add_breakglass_routes(app, service.breakglass)
     add_ui_routes(app)
     return app
 
@@ -240,11 +245,15 @@ def service_from_settings(
     signer: TokenSigner,
     clock: Callable[[], float] = time.time,
     random_bytes: Callable[[int], bytes] = os.urandom,
+    *,
+    shipping: AuditShipping | None = None,
 ) -> MintService:
     """Wire a ``MintService`` with the embedded backends in ``settings.state_dir``.
 
-    The backends are SQLite (or PostgreSQL when ``settings.database_url`` is set), the local
-    KMS key, and the local audit file whose checkpoints the KMS key signs.
+    The backends are SQLite (or PostgreSQL when ``settings.database_url`` is set), the KMS
+    chosen by ``settings.kms`` (``mint.kms_select``), and the local audit file whose
+    checkpoints the KMS key signs. When ``shipping`` is given, every audit append is handed to
+    it and its backlog metrics join the mint's /metrics; the caller starts and stops it.
     """
     roots: tuple[bytes, ...] = ()
     if settings.attestation_roots is not None:
@@ -256,11 +265,15 @@ def service_from_settings(
         allow_self_attestation=settings.allow_self_attestation,
         trust_roots=roots,
     )
-    kms = LocalKms(settings.kms_key_path)
+    kms = open_receipt_key_ring(settings.kms, settings.state_dir, clock)
     note_signer = checkpoint_signer(kms, settings.checkpoint_origin)
     store = open_store(settings.database_url, settings.database_path)
-    audit = AuditLog(settings.audit_path, clock, note_signer=note_signer)
-    return MintService(
+    on_append = shipping.record_appended if shipping is not None else None
+    audit = AuditLog(settings.audit_path, clock, note_signer=note_signer, on_append=on_append)
+    guard = build_guard(settings.guard, store, audit)
+    if shipping is not None:
+        shipping.register_metrics(guard.metrics.registry)
+    service = MintService(
         store=store,
         signer=signer,
         receipt_signer=kms,
@@ -269,8 +282,19 @@ def service_from_settings(
         issuer=settings.issuer,
         clock=clock,
         random_bytes=random_bytes,
-        guard=build_guard(settings.guard, store, audit),
+        guard=guard,
     )
+    service.breakglass = BreakGlassService(
+        mint=service,
+        store=store,
+        records=store.breakglass_records(),
+        audit=audit,
+        relying_party=relying_party,
+        settings=settings.breakglass,
+        clock=clock,
+        random_bytes=random_bytes,
+    )
+    return service
 
 
 def _error_response(

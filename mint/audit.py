@@ -295,6 +295,9 @@ class AuditLog:
             without a checkpoint.
         checkpoint_dir: folder of ``latest.txt`` and the kept ``<size>.txt`` checkpoints;
             default ``checkpoints`` next to the log.
+        on_append: called under the lock after each append by this process, with the
+            record's index, its line and its signed checkpoint (or None), for example
+            ``mint.shipping.AuditShipping.record_appended``. It must not raise.
 
     Raises:
         AuditLogCorrupt: a complete record does not verify; run ``ztmint audit verify``.
@@ -308,11 +311,13 @@ class AuditLog:
         *,
         note_signer: NoteSigner | None = None,
         checkpoint_dir: Path | None = None,
+        on_append: Callable[[int, bytes, str | None], None] | None = None,
     ) -> None:
         self._path = path
         self._clock = clock
         self._note_signer = note_signer
         self._checkpoint_dir = checkpoint_dir or path.parent / "checkpoints"
+        self._on_append = on_append
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tree = MerkleTree()
@@ -348,7 +353,9 @@ class AuditLog:
             OSError: the write or fsync failed.
         """
         with self._lock, self._locked_file() as fd:
-            index, _ = self._append_locked(fd, event, fields)
+            index, line = self._append_locked(fd, event, fields)
+            if self._on_append is not None:
+                self._on_append(index, line, None)
         return index
 
     def append_with_proof(self, event: str, fields: Mapping[str, Any]) -> InclusionEvidence:
@@ -373,6 +380,8 @@ class AuditLog:
             if self._note_signer is not None:
                 checkpoint_text = self._sign_checkpoint(self._note_signer, tree_size)
                 self._store_checkpoint(tree_size, checkpoint_text)
+            if self._on_append is not None:
+                self._on_append(index, line, checkpoint_text)
         return InclusionEvidence(index, line, tree_size, proof, checkpoint_text)
 
     def _locked_file(self) -> _LockedFile:

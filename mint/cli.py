@@ -18,8 +18,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mint.audit_cli import add_audit_parser
+from mint.breakglass_cli import add_breakglass_parser
 from mint.browser import BrowserFlowError, receive_token
 from mint.client import Authenticator, MintClientError, enroll, mint_token
+from mint.kms import KmsError
+from mint.rotation import add_kms_parser
 from mint.softkey import SoftKeyError
 from mint.stack import add_arguments as stack_arguments
 
@@ -152,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=run_token)
 
     add_audit_parser(commands)
+    add_breakglass_parser(commands)
+    add_kms_parser(commands)
 
     up = commands.add_parser("up", help="start the local stack")
     stack_arguments(up)
@@ -211,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CliError, MintClientError, SoftKeyError, BrowserFlowError) as exc:
+    except (CliError, MintClientError, SoftKeyError, BrowserFlowError, KmsError) as exc:
         print(f"ztmint: {exc}", file=sys.stderr)
         return 1
 

@@ -41,6 +41,18 @@ class MintReason(StrEnum):
     GLOBAL_BREAKER_OPEN = "global_breaker_open"
     POLICY_DENIED = "policy_denied"
     POLICY_UNAVAILABLE = "policy_unavailable"
+    BREAKGLASS_DISABLED = "breakglass_disabled"
+    BREAKGLASS_REQUEST_INVALID = "breakglass_request_invalid"
+    BREAKGLASS_UNKNOWN = "breakglass_unknown"
+    BREAKGLASS_NOT_REQUESTER = "breakglass_not_requester"
+    BREAKGLASS_NOT_APPROVED = "breakglass_not_approved"
+    BREAKGLASS_EXPIRED = "breakglass_expired"
+    BREAKGLASS_ALREADY_GRANTED = "breakglass_already_granted"
+    BREAKGLASS_DUPLICATE_APPROVAL = "breakglass_duplicate_approval"
+    BREAKGLASS_SELF_APPROVAL = "breakglass_self_approval"
+    BREAKGLASS_APPROVAL_INVALID = "breakglass_approval_invalid"
+    BREAKGLASS_TTL_EXCEEDS_GRANT = "breakglass_ttl_exceeds_grant"
+    GUARDIAN_UNKNOWN = "guardian_unknown"
 
 
 STATUS_BY_REASON: dict[MintReason, int] = {
@@ -72,6 +84,18 @@ STATUS_BY_REASON: dict[MintReason, int] = {
     MintReason.GLOBAL_BREAKER_OPEN: 429,
     MintReason.POLICY_DENIED: 403,
     MintReason.POLICY_UNAVAILABLE: 503,
+    MintReason.BREAKGLASS_DISABLED: 403,
+    MintReason.BREAKGLASS_REQUEST_INVALID: 400,
+    MintReason.BREAKGLASS_UNKNOWN: 404,
+    MintReason.BREAKGLASS_NOT_REQUESTER: 403,
+    MintReason.BREAKGLASS_NOT_APPROVED: 403,
+    MintReason.BREAKGLASS_EXPIRED: 403,
+    MintReason.BREAKGLASS_ALREADY_GRANTED: 409,
+    MintReason.BREAKGLASS_DUPLICATE_APPROVAL: 409,
+    MintReason.BREAKGLASS_SELF_APPROVAL: 403,
+    MintReason.BREAKGLASS_APPROVAL_INVALID: 403,
+    MintReason.BREAKGLASS_TTL_EXCEEDS_GRANT: 400,
+    MintReason.GUARDIAN_UNKNOWN: 403,
 }
 
 

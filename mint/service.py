@@ -34,7 +34,7 @@ import hmac
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -53,9 +53,10 @@ from mint.errors import (
     MintReason,
     ServiceUnavailable,
 )
-from mint.kms import KmsError, ReceiptSigner, issue_receipt, published_key
+from mint.kms import KmsError, ReceiptSigner, issue_receipt
 from mint.limits import MintGuard
 from mint.requests import TokenRequest, check_token_request, check_user
+from mint.rotation import published_receipt_keys
 from mint.signing import SigningError, TokenSigner
 from mint.store import (
     Challenge,
@@ -76,6 +77,9 @@ from mint.webauthn import (
     verify_registration,
 )
 
+if TYPE_CHECKING:
+    from mint.breakglass import BreakGlassService
+
 log = logging.getLogger(__name__)
 
 CHALLENGE_TTL_SECONDS = 120
@@ -87,6 +91,12 @@ JTI_SIZE = 16
 EVENT_CREDENTIAL_REGISTERED = "credential_registered"
 EVENT_TOKEN_MINTED = "token_minted"  # noqa: S105 (an event name, not a secret)
 EVENT_REQUEST_REJECTED = "request_rejected"
+
+Admission = Callable[[str, TokenRequest, int], Mapping[str, Any]]
+"""Decides instead of ``MintGuard.admit`` whether ``(user, request, now)`` may be minted.
+
+It raises a ``MintError`` to reject, or returns fields to add to the ``token_minted`` record.
+"""
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,8 @@ class MintService:
         self._clock = clock
         self._random_bytes = random_bytes
         self.guard = guard if guard is not None else MintGuard.unguarded()
+        # Set by mint.app.service_from_settings; None serves no break-glass routes.
+        self.breakglass: BreakGlassService | None = None
 
     @functools.cached_property
     def _group_key(self) -> PublishedKey:
@@ -179,8 +191,8 @@ class MintService:
         return PublishedKey(kid=thumbprint(jwk), jwk=jwk)
 
     def jwks(self) -> dict[str, Any]:
-        """Return the JWKS document with the group key and the receipt key."""
-        return jwks_document([self._group_key], [published_key(self._receipt_signer)])
+        """Return the JWKS document with the group key and the published receipt keys."""
+        return jwks_document([self._group_key], published_receipt_keys(self._receipt_signer))
 
     def begin_registration(self, user: str) -> ChallengeOptions:
         """Issue a registration challenge and the WebAuthn creation options for ``user``."""
@@ -292,8 +304,14 @@ class MintService:
         audience: object,
         ttl_seconds: object,
         assertion: Mapping[str, Any],
+        *,
+        admission: Admission | None = None,
     ) -> MintResult:
-        """Verify the assertion for this exact request and return a signed token and receipt."""
+        """Verify the assertion for this exact request and return a signed token and receipt.
+
+        ``admission``, when given, replaces the rate limit, mint policy and global breaker of
+        ``MintGuard.admit`` (break-glass passes its grant check here, ``mint.breakglass``).
+        """
         fields: dict[str, Any] = {"operation": "mint"}
         with self._recording_rejections(fields):
             request = check_token_request(scopes, audience, ttl_seconds)
@@ -319,7 +337,11 @@ class MintService:
             now = int(self._clock())
             self._consume(challenge_id, ChallengeKind.ASSERTION, now)
             self._record_sign_count(credential, verified.sign_count, verified.backup_state)
-            self.guard.admit(challenge.user_id, request, now)
+            if admission is None:
+                self.guard.admit(challenge.user_id, request, now)
+                extra_audit_fields: Mapping[str, Any] = {}
+            else:
+                extra_audit_fields = admission(challenge.user_id, request, now)
 
             amr = _authentication_methods(credential, verified.user_verified)
             evidence = AssertionEvidence(
@@ -329,7 +351,9 @@ class MintService:
                 signature=bytes(response.response.signature),
                 challenge_salt=challenge.challenge,
             )
-            minted = self._issue(challenge.user_id, request, amr, now, fields, evidence)
+            minted = self._issue(
+                challenge.user_id, request, amr, now, fields, evidence, extra_audit_fields
+            )
             self.guard.record_minted()
             return minted
 
@@ -350,6 +374,7 @@ class MintService:
         now: int,
         fields: dict[str, Any],
         assertion: AssertionEvidence,
+        extra_audit_fields: Mapping[str, Any],
     ) -> MintResult:
         jti = b64url_encode(self._random_bytes(JTI_SIZE))
         fields["jti"] = jti
@@ -406,6 +431,7 @@ class MintService:
                 "signers": list(result.signers),
                 "evidence": result.evidence,
                 "amr": list(amr),
+                **extra_audit_fields,
             },
         )
         log.info(

@@ -23,6 +23,11 @@ Variables (all optional):
   ``ZTMINT_OPA_TIMEOUT_SECONDS``, ``ZTMINT_BREAKER_*`` and ``ZTMINT_GLOBAL_*``: rate limits,
   the mint policy server and the circuit breakers; see ``mint.limits.guard_settings_from_env``.
   Without ``ZTMINT_OPA_URL`` no mint policy is applied and the mint logs a warning.
+- ``ZTMINT_GUARDIANS`` (comma-separated user ids) and ``ZTMINT_GUARDIAN_THRESHOLD`` (t_g,
+  default 2): the break-glass guardians; unset turns break-glass off (``mint.breakglass``).
+- ``ZTMINT_KMS`` and ``ZTMINT_PKCS11_*`` / ``ZTMINT_OCI_*``: the receipt key backend and its
+  rotation; see ``mint.kms_select``. ``ZTMINT_AUDIT_BUCKET``, ``ZTMINT_OCI_LOG_ID`` and the
+  other shipping variables: copies of the audit log in OCI; see ``mint.shipping``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mint.breakglass import BreakGlassSettings, breakglass_settings_from_env
+from mint.kms_select import KmsSettings, kms_settings_from_env
 from mint.limits import GuardSettings, guard_settings_from_env
+from mint.shipping import ShippingSettings, shipping_settings_from_env
 
 DEFAULT_PORT = 8080
 USER_VERIFICATION_VALUES = ("preferred", "required")
@@ -60,6 +68,9 @@ class Settings:
             ``repr`` because it may carry a password.
         audit_origin: checkpoint origin of the audit log, or None for the default.
         guard: rate limits, circuit breakers and the mint policy server.
+        breakglass: the break-glass guardians and their threshold t_g.
+        kms: the receipt key backend.
+        shipping: where the audit log is copied in OCI, or None.
     """
 
     rp_id: str = "localhost"
@@ -73,6 +84,9 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     audit_origin: str | None = None
     guard: GuardSettings = field(default_factory=GuardSettings)
+    breakglass: BreakGlassSettings = field(default_factory=BreakGlassSettings)
+    kms: KmsSettings = field(default_factory=KmsSettings)
+    shipping: ShippingSettings | None = None
 
     def __post_init__(self) -> None:
         if self.user_verification not in USER_VERIFICATION_VALUES:
@@ -148,4 +162,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("ZTMINT_DATABASE_URL") or None,
         audit_origin=env.get("ZTMINT_AUDIT_ORIGIN") or None,
         guard=guard_settings_from_env(env, SettingsError),
+        breakglass=breakglass_settings_from_env(env, SettingsError),
+        kms=kms_settings_from_env(env, SettingsError),
+        shipping=shipping_settings_from_env(env, SettingsError),
     )

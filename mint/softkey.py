@@ -72,6 +72,9 @@ class SoftwareAuthenticator:
         key_file: path of the key file; created by ``register``.
         origin: the origin written into ``clientDataJSON``.
         random_bytes: source of the credential id; ``os.urandom`` by default.
+        user_verified: set the UV flag in assertions, as a WebAuthn virtual authenticator
+            with ``isUserVerified`` does. Nobody is verified: it lets development guardians
+            approve break-glass requests, which require UV.
     """
 
     def __init__(
@@ -79,10 +82,12 @@ class SoftwareAuthenticator:
         key_file: Path,
         origin: str,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        user_verified: bool = False,
     ) -> None:
         self._key_file = key_file
         self._origin = origin
         self._random_bytes = random_bytes
+        self._user_verified = user_verified
 
     def __repr__(self) -> str:
         return f"SoftwareAuthenticator(key_file={str(self._key_file)!r})"
@@ -158,9 +163,10 @@ class SoftwareAuthenticator:
         client_data = CollectedClientData.create(
             type=CollectedClientData.TYPE.GET, challenge=request.challenge, origin=self._origin
         )
-        auth_data = AuthenticatorData.create(
-            _rp_id_hash(key.rp_id), AuthenticatorData.FLAG.UP, sign_count
-        )
+        flags = AuthenticatorData.FLAG.UP
+        if self._user_verified:
+            flags |= AuthenticatorData.FLAG.UV
+        auth_data = AuthenticatorData.create(_rp_id_hash(key.rp_id), flags, sign_count)
         signature = key.private_key.sign(auth_data + client_data.hash, ec.ECDSA(hashes.SHA256()))
         response = AuthenticationResponse(
             raw_id=key.credential_id,

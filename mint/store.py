@@ -17,6 +17,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from mint.breakglass_store import BREAKGLASS_SCHEMA_SQLITE, BreakGlassRecords
 from mint.limits import RateDecision, RateLimit, take_token_sqlite
 
 _SCHEMA = """
@@ -217,7 +218,7 @@ class SqliteStore:
         with self._reader() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             # executescript commits on its own; each CREATE is idempotent.
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + BREAKGLASS_SCHEMA_SQLITE)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=30)
@@ -404,6 +405,10 @@ class SqliteStore:
         """Take one token from rate bucket ``key`` in one write transaction."""
         with self._transaction() as conn:
             return take_token_sqlite(conn, key, now, limit)
+
+    def breakglass_records(self) -> BreakGlassRecords:
+        """Return the break-glass tables of this database (``mint.breakglass_store``)."""
+        return BreakGlassRecords(self._transaction, "?")
 
 
 _CREDENTIAL_COLUMNS = (

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import errors as pg_errors
 
+from mint.breakglass_store import BREAKGLASS_SCHEMA_POSTGRES, BreakGlassRecords
 from mint.limits import (
     RATE_BUCKETS_SCHEMA_POSTGRES,
     RateDecision,
@@ -117,6 +118,7 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
             conn.execute(_SCHEMA)
             conn.execute(RATE_BUCKETS_SCHEMA_POSTGRES)
+            conn.execute(BREAKGLASS_SCHEMA_POSTGRES)
 
     def __repr__(self) -> str:
         return "PostgresStore(<url redacted>)"
@@ -290,6 +292,10 @@ class PostgresStore:
         """Take one token from rate bucket ``key`` in one transaction (see ``mint.limits``)."""
         with self._transaction() as conn:
             return take_token_postgres(conn, key, now, limit)
+
+    def breakglass_records(self) -> BreakGlassRecords:
+        """Return the break-glass tables of this database (``mint.breakglass_store``)."""
+        return BreakGlassRecords(self._transaction, "%s")
 
     def record_sign_count(
         self, credential_id: bytes, sign_count: int, backup_state: bool
