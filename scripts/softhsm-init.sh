@@ -5,8 +5,8 @@
 #            scripts/softhsm-init.sh FOLDER
 #
 # Writes SOFTHSM2_CONF (when absent) with its token directory under FOLDER/tokens, initialises a
-# token labelled $ZTMINT_PKCS11_TOKEN (default "ztmint") and generates a P-256 key pair
-# labelled $ZTMINT_PKCS11_KEY (default "ztmint-receipt") with a non-extractable private key.
+# token labelled $ZTMINT_PKCS11_TOKEN_LABEL (default "ztmint") and generates a P-256 key pair
+# labelled $ZTMINT_PKCS11_KEY_LABEL (default "ztmint-receipt") with a non-extractable private key.
 # Running it again with the same labels changes nothing. All state stays under FOLDER.
 # It installs nothing: it needs softhsm2 (softhsm2-util, libsofthsm2.so) and a Python with
 # python-pkcs11, taken from $PYTHON or else the repository's .venv.
@@ -24,8 +24,8 @@ fi
 : "${ZTMINT_PKCS11_PIN:?set ZTMINT_PKCS11_PIN to the user PIN for the new token}"
 : "${ZTMINT_PKCS11_SO_PIN:?set ZTMINT_PKCS11_SO_PIN to the security officer PIN}"
 export SOFTHSM2_CONF ZTMINT_PKCS11_PIN
-export ZTMINT_PKCS11_TOKEN="${ZTMINT_PKCS11_TOKEN:-ztmint}"
-export ZTMINT_PKCS11_KEY="${ZTMINT_PKCS11_KEY:-ztmint-receipt}"
+export ZTMINT_PKCS11_TOKEN_LABEL="${ZTMINT_PKCS11_TOKEN_LABEL:-ztmint}"
+export ZTMINT_PKCS11_KEY_LABEL="${ZTMINT_PKCS11_KEY_LABEL:-ztmint-receipt}"
 export ZTMINT_PKCS11_MODULE="${ZTMINT_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,12 +51,12 @@ slots.removable = false
 CONF
 fi
 
-if softhsm2-util --show-slots | grep -Eq "^ *Label: *${ZTMINT_PKCS11_TOKEN} *$"; then
-  echo "token ${ZTMINT_PKCS11_TOKEN} exists; keeping it"
+if softhsm2-util --show-slots | grep -Eq "^ *Label: *${ZTMINT_PKCS11_TOKEN_LABEL} *$"; then
+  echo "token ${ZTMINT_PKCS11_TOKEN_LABEL} exists; keeping it"
 else
-  softhsm2-util --init-token --free --label "$ZTMINT_PKCS11_TOKEN" \
+  softhsm2-util --init-token --free --label "$ZTMINT_PKCS11_TOKEN_LABEL" \
     --pin "$ZTMINT_PKCS11_PIN" --so-pin "$ZTMINT_PKCS11_SO_PIN" >/dev/null
-  echo "token ${ZTMINT_PKCS11_TOKEN} initialised"
+  echo "token ${ZTMINT_PKCS11_TOKEN_LABEL} initialised"
 fi
 
 "$python" - <<'PY'
@@ -67,8 +67,8 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
 library = pkcs11.lib(os.environ["ZTMINT_PKCS11_MODULE"])
-token = library.get_token(token_label=os.environ["ZTMINT_PKCS11_TOKEN"])
-label = os.environ["ZTMINT_PKCS11_KEY"]
+token = library.get_token(token_label=os.environ["ZTMINT_PKCS11_TOKEN_LABEL"])
+label = os.environ["ZTMINT_PKCS11_KEY_LABEL"]
 with token.open(rw=True, user_pin=os.environ["ZTMINT_PKCS11_PIN"]) as session:
     existing = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
                                          Attribute.LABEL: label}))

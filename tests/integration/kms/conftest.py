@@ -35,8 +35,8 @@ def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "SOFTHSM2_CONF": str(config),
         "ZTMINT_PKCS11_PIN": USER_PIN,
         "ZTMINT_PKCS11_SO_PIN": "test-so-pin-5678",
-        "ZTMINT_PKCS11_TOKEN": TOKEN_LABEL,
-        "ZTMINT_PKCS11_KEY": KEY_LABEL,
+        "ZTMINT_PKCS11_TOKEN_LABEL": TOKEN_LABEL,
+        "ZTMINT_PKCS11_KEY_LABEL": KEY_LABEL,
         "PYTHON": str(REPO / ".venv" / "bin" / "python"),
     }
     subprocess.run(  # noqa: S603 - runs the repository's own script
