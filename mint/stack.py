@@ -38,6 +38,7 @@ FAULT_DOMAIN_LABEL = "ztmint.io/fault-domain"
 CONFIDENTIAL_NODE_GROUP = "confidential"
 DEFAULT_AUDIENCE = "orders"
 START_TIMEOUT_SECONDS = 60.0
+WATCH_INTERVAL_SECONDS = 1.0
 
 
 class StackError(Exception):
@@ -73,6 +74,7 @@ class Endpoints:
     authz_http: str = ""
     opa_url: str = ""
     dashboard_url: str = ""
+    ray_address: str = ""
 
 
 def free_port() -> int:
@@ -168,6 +170,7 @@ class Stack:
             configure_logging=False,
         )
         self._ray_started = True
+        self.endpoints.ray_address = context.address_info["gcs_address"]
         if self.config.include_dashboard and context.dashboard_url:
             self.endpoints.dashboard_url = f"http://{context.dashboard_url}"
 
@@ -248,6 +251,17 @@ class Stack:
             )
         self._children.append((name, process))
 
+    def exited_part(self) -> str | None:
+        """Return a description of the first part that stopped on its own, or None."""
+        for name, process in self._children:
+            status = process.poll()
+            if status is not None:
+                log_path = self.config.state_dir / f"{name}.log"
+                return f"{name} exited with status {status}; see {log_path}"
+        if self._mint_thread is not None and not self._mint_thread.is_alive():
+            return "the mint API server stopped; see the messages above"
+        return None
+
     def stop(self) -> None:
         """Stop every part that started, in reverse order; safe to call more than once."""
         for name, process in reversed(self._children):
@@ -256,9 +270,7 @@ class Stack:
                 try:
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
-                    log.warning(
-                        "child did not stop after SIGTERM, killing it", extra={"child": name}
-                    )
+                    log.warning("child %s did not stop within 10 s of SIGTERM; killing it", name)
                     process.kill()
                     process.wait()
         self._children.clear()
@@ -280,11 +292,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for all local state (default: .state/stack)")  # fmt: skip
     parser.add_argument("--signers", type=int, default=3, help="number of signers n (default 3)")
     parser.add_argument("--threshold", type=int, default=2, help="signers t needed (default 2)")
-    parser.add_argument("--mint-port", type=int, default=8700, help="mint API port (0: any free)")
-    parser.add_argument("--authz-port", type=int, default=9191, help="authz gRPC port")
-    parser.add_argument("--authz-http-port", type=int, default=9192, help="authz HTTP port")
-    parser.add_argument("--opa-port", type=int, default=8181, help="OPA server port")
-    parser.add_argument("--dashboard-port", type=int, default=8265, help="Ray dashboard port")
+    ports = (
+        ("--mint-port", 8700, "mint API"),
+        ("--authz-port", 9191, "authz gRPC"),
+        ("--authz-http-port", 9192, "authz HTTP"),
+        ("--opa-port", 8181, "OPA server"),
+        ("--dashboard-port", 8265, "Ray dashboard"),
+    )
+    for option, default, part in ports:
+        parser.add_argument(
+            option, type=int, default=default, help=f"{part} port (default {default}; 0: any free)"
+        )
     parser.add_argument("--audience", default=DEFAULT_AUDIENCE,
                         help="audience the authz service accepts (default: orders)")  # fmt: skip
 
@@ -308,8 +326,11 @@ def run(args: argparse.Namespace) -> int:
     """Run ``ztmint up``: start the stack, print where it listens, stop cleanly on Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stack = Stack(config_from_args(args))
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    status = 0
+    # The handler only records the signal: Event.set() in a handler can deadlock against
+    # the main thread's Event.wait().
+    stop_signals: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, _frame: stop_signals.append(number))
     try:
         endpoints = stack.start()
         print("ztmint is up:")
@@ -318,11 +339,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"  authz (HTTP)    {endpoints.authz_http}")
         print(f"  OPA             {endpoints.opa_url}")
         print(f"  Ray dashboard   {endpoints.dashboard_url or 'off'}")
+        print(f"  Ray cluster     {endpoints.ray_address}  (ztmint signers status --address ...)")
         print("Press Ctrl-C to stop.", flush=True)
-        stopping.wait()
+        # A part that dies would leave the others answering but every mint or check failing,
+        # so the stack stops as a whole and says which part died.
+        while not stop_signals:
+            time.sleep(WATCH_INTERVAL_SECONDS)
+            exited = stack.exited_part()
+            if exited is not None:
+                log.error("stopping the stack because %s", exited)
+                status = 1
+                break
     except KeyboardInterrupt:
         pass
     finally:
         print("stopping ztmint...", flush=True)
         stack.stop()
-    return 0
+    return status
