@@ -3,8 +3,10 @@ WebAuthn assertions from a software P-256 key, and the development SEV-SNP chain
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,7 +54,10 @@ def development_provider() -> DevelopmentProvider:
     """
     global _DEVELOPMENT_FOLDER
     if _DEVELOPMENT_FOLDER is None:
-        _DEVELOPMENT_FOLDER = Path(tempfile.mkdtemp(prefix="ztmint-dev-chain-")) / "chain"
+        folder = tempfile.mkdtemp(prefix="ztmint-dev-chain-")
+        # The folder holds a development private key: remove it when the test process ends.
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _DEVELOPMENT_FOLDER = Path(folder) / "chain"
     return DevelopmentProvider(_DEVELOPMENT_FOLDER)
 
 
