@@ -38,6 +38,7 @@ class Reason(StrEnum):
     RECEIPT_KEY_RETIRED = "receipt_key_retired"
     HEADER_DUPLICATED = "header_duplicated"
     PATH_INVALID = "path_invalid"
+    REQUEST_MALFORMED = "request_malformed"
     SCOPE_DENIED = "scope_denied"
     POLICY_UNAVAILABLE = "policy_unavailable"
     POLICY_ERROR = "policy_error"

@@ -8,6 +8,7 @@ other status back to the client, together with the body.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from authz.decision import DecisionCore, HttpRequest
+from authz.errors import Reason
 from authz.tls import ReloadingSslContext, TlsFiles
 
 logger = logging.getLogger("ztmint.authz.http")
@@ -68,6 +70,35 @@ class _CheckHandler(BaseHTTPRequestHandler):
             remaining -= len(chunk)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _check  # noqa: N815
+
+    def __getattr__(self, name: str) -> Any:
+        # Envoy forwards any method the client sent (PROPFIND, a lower-case "get", ...): each
+        # gets a decision from the core instead of the base class's 501 page.
+        if name.startswith("do_"):
+            return self._check
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Refuse a request the HTTP parser rejected (bad request line, headers too large).
+
+        The base class sends an HTML page; callers of an ext_authz service expect the JSON
+        body with a reason code that every other refusal has.
+        """
+        logger.info(
+            "decision outcome=denied reason=%s status=%d detail=%s",
+            Reason.REQUEST_MALFORMED.value,
+            code,
+            message or "",
+        )
+        body = json.dumps({"error": Reason.REQUEST_MALFORMED.value}).encode("ascii")
+        self.send_response(code, message)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         # The default writes each request line to stderr; decisions are logged by the core.

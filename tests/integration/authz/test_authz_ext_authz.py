@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,3 +312,31 @@ def test_http_check_rejects_repeated_receipt_header(http_url: str, issuer: Issue
     response = httpx.get(f"{http_url}/orders/7", headers=headers)
 
     assert response.json() == {"error": "header_duplicated"}
+
+
+def _raw_http(url: str, request: bytes) -> tuple[int, bytes]:
+    """Send raw request bytes and return the status and body of the response."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(request)
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_http_check_decides_unusual_method(http_url: str, issuer: Issuer) -> None:
+    credentials = _credentials(issuer)
+    lines = [b"PROPFIND /orders/7 HTTP/1.1", b"host: orders", b"connection: close"]
+    lines += [f"{name}: {value}".encode() for name, value in credentials.items()]
+    status, body = _raw_http(http_url, b"\r\n".join(lines) + b"\r\n\r\n")
+    assert status == 403
+    assert json.loads(body) == {"error": "scope_denied"}
+
+
+def test_http_check_rejects_oversized_header_as_json(http_url: str) -> None:
+    request = b"GET /orders HTTP/1.1\r\nx-big: " + b"a" * 70_000 + b"\r\n\r\n"
+    status, body = _raw_http(http_url, request)
+    assert status == 431
+    assert json.loads(body) == {"error": "request_malformed"}
