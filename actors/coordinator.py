@@ -16,6 +16,13 @@ Security:
     per-call token signed with the coordinator key (``actors.caller_auth``). No share is
     aggregated before its signer's attestation report for this signing input is verified.
 
+Concurrency:
+    Several ``sign_token`` calls may run at once in different threads. A state lock guards the
+    signer table and the pools, and is held only to choose signers and take their commitments
+    out of the pools, and to record outcomes, never across a signer call. ``refresh`` and
+    ``refill`` run one at a time. Key generation and key lifecycle runs must hold
+    ``exclusive()``, which waits for the signing calls in flight and holds back new ones.
+
 Limitations:
     The X25519 public keys that signers announce in DKG round one are bound to each signer's
     attestation report, but only the coordinator checks that binding. The signers take the
@@ -29,10 +36,12 @@ Limitations:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,7 +64,7 @@ from actors.errors import (
 )
 from actors.frost.aggregate import aggregate, verify_signature_share
 from actors.frost.ciphersuite import verify_signature
-from actors.frost.errors import FrostError
+from actors.frost.errors import FrostError, InvalidSignatureShare
 from actors.frost.keys import PublicKeyPackage
 from actors.frost.round1 import SigningCommitments
 from actors.frost.round2 import SignatureShare, SigningPackage, make_signing_package
@@ -150,6 +159,65 @@ class _SignerSlot:
         self.commitments.clear()
 
 
+@dataclass(frozen=True)
+class _Reservation:
+    """Signers chosen for one signing attempt, with the commitments taken out of their pools."""
+
+    signers: list[int]
+    commitments: list[SigningCommitments]
+    epochs: dict[int, str]
+    evidence: str | None
+
+
+class SharedExclusiveLock:
+    """A readers-writer lock that prefers writers: ``shared`` holders run together, and an
+    ``exclusive`` holder runs alone.
+
+    A thread waiting for ``exclusive`` holds back new ``shared`` holders, so a steady stream
+    of signing calls cannot starve a key lifecycle run. Neither side is reentrant, so a thread
+    inside one side must not enter the other.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._exclusive_waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Hold the lock together with other shared holders."""
+        with self._condition:
+            while self._exclusive or self._exclusive_waiting:
+                self._condition.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._shared -= 1
+                if self._shared == 0:
+                    self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Wait until no other holder is left, then hold the lock alone."""
+        with self._condition:
+            self._exclusive_waiting += 1
+            try:
+                while self._exclusive or self._shared:
+                    self._condition.wait()
+            finally:
+                self._exclusive_waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._exclusive = False
+                self._condition.notify_all()
+
+
 class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
     """Coordinator logic over a set of signers.
 
@@ -191,6 +259,24 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         self._public_key_package: PublicKeyPackage | None = None
         self._dkg = None
         self._pending_commit = None
+        # Lock order: _gate, then _maintenance, then _lock. _lock is never held across a
+        # signer call.
+        self._gate = SharedExclusiveLock()
+        self._maintenance = threading.RLock()
+        self._lock = threading.RLock()
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Wait for the ``sign_token`` calls in flight and hold back new ones.
+
+        Key generation and the key lifecycle runs (refresh, repair, escrow, restore) must run
+        inside this context when ``sign_token`` can be called from other threads, because
+        they change shares and signer state across several signer calls.
+        """
+        return self._gate.exclusive()
+
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """Run alongside ``sign_token`` calls but never during an ``exclusive()`` run."""
+        return self._gate.shared()
 
     def _call(
         self, method: str, arguments: Mapping[int, tuple[Any, ...]], timeout: float
@@ -226,36 +312,38 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         ``none`` or ``off``), measurement (hex prefix), policy_id, verified_at (ISO 8601),
         pool_depth (commitments the coordinator holds) and last_error.
         """
-        rows: list[dict[str, object]] = []
-        for slot in self._slots.values():
-            row: dict[str, object] = {
-                "identifier": slot.identifier,
-                "actor_name": signer_actor_name(slot.identifier),
-                "node_id": slot.node_id,
-                "fault_domain": slot.fault_domain,
-                "state": slot.state,
-                "attestation": "off",
-                "measurement": None,
-                "policy_id": None,
-                "verified_at": None,
-                "pool_depth": len(slot.commitments),
-                "last_error": slot.last_error,
-            }
-            if self._reports is not None:
-                last = self._reports.last(slot.identifier)
-                row["attestation"] = "none" if last is None else "verified"
-                if last is not None:
-                    row["measurement"] = last.evidence.measurement.hex()[:_MEASUREMENT_PREFIX_HEX]
-                    row["policy_id"] = last.evidence.policy_id
-                    row["verified_at"] = last.verified_at.isoformat()
-            rows.append(row)
-        return rows
+        with self._lock:
+            return [self._status_row(slot) for slot in self._slots.values()]
+
+    def _status_row(self, slot: _SignerSlot) -> dict[str, object]:
+        row: dict[str, object] = {
+            "identifier": slot.identifier,
+            "actor_name": signer_actor_name(slot.identifier),
+            "node_id": slot.node_id,
+            "fault_domain": slot.fault_domain,
+            "state": slot.state,
+            "attestation": "off",
+            "measurement": None,
+            "policy_id": None,
+            "verified_at": None,
+            "pool_depth": len(slot.commitments),
+            "last_error": slot.last_error,
+        }
+        if self._reports is not None:
+            last = self._reports.last(slot.identifier)
+            row["attestation"] = "none" if last is None else "verified"
+            if last is not None:
+                row["measurement"] = last.evidence.measurement.hex()[:_MEASUREMENT_PREFIX_HEX]
+                row["policy_id"] = last.evidence.policy_id
+                row["verified_at"] = last.verified_at.isoformat()
+        return row
 
     def readmit(self, identifier: int) -> None:
         """Let an excluded signer take part again after its next refresh."""
-        slot = self._slots[identifier]
-        if slot.state == STATE_EXCLUDED:
-            slot.state = STATE_DOWN
+        with self._lock:
+            slot = self._slots[identifier]
+            if slot.state == STATE_EXCLUDED:
+                slot.state = STATE_DOWN
 
     def _set_state(self, slot: _SignerSlot, state: str, error: str | None = None) -> None:
         if state == STATE_DOWN:
@@ -281,8 +369,16 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         Raises:
             DkgInconsistent: two signers report different public key packages.
         """
-        to_ask = {i: () for i, slot in self._slots.items() if slot.state != STATE_EXCLUDED}
-        results = self._transport.call("describe", to_ask, self._settings.call_timeout)
+        with self._maintenance:
+            with self._lock:
+                to_ask = {i: () for i, slot in self._slots.items() if slot.state != STATE_EXCLUDED}
+            results = self._transport.call("describe", to_ask, self._settings.call_timeout)
+            with self._lock:
+                self._apply_descriptions(results)
+            self._attest_unverified()
+            return self.status()
+
+    def _apply_descriptions(self, results: Mapping[int, object]) -> None:
         packages: dict[int, PublicKeyPackage] = {}
         without_share: list[int] = []
         for identifier, result in results.items():
@@ -306,8 +402,6 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
             self._adopt_public_key_package(packages)
         for identifier in without_share:
             self._mark_without_share(self._slots[identifier], results[identifier])
-        self._attest_unverified()
-        return self.status()
 
     def _mark_without_share(self, slot: _SignerSlot, info: object) -> None:
         # Before key generation no signer has a share; after it, a signer without one lost it.
@@ -329,16 +423,22 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         # While a refresh commit is incomplete, signers hold old and new verifying shares, so a
         # start-up report could be checked against the wrong one. Signing is stopped anyway,
         # and the end of the commit attests every signer again.
-        if self._reports is None or self._public_key_package is None or self._pending_commit:
-            return
-        reports = self._reports
-        pending = [
-            identifier
-            for identifier, slot in self._slots.items()
-            if slot.state == STATE_UP and reports.last(identifier) is None
-        ]
-        shares = self._public_key_package.verifying_shares
-        for identifier, error in self._attest(pending, shares, {}).items():
+        with self._lock:
+            if self._reports is None or self._public_key_package is None or self._pending_commit:
+                return
+            reports = self._reports
+            pending = [
+                identifier
+                for identifier, slot in self._slots.items()
+                if slot.state == STATE_UP and reports.last(identifier) is None
+            ]
+            shares = self._public_key_package.verifying_shares
+        errors = self._attest(pending, shares, {})
+        with self._lock:
+            self._record_attest_errors(errors)
+
+    def _record_attest_errors(self, errors: Mapping[int, str]) -> None:
+        for identifier, error in errors.items():
             # A rejected report excludes the signer, while a failed call only marks it down,
             # so the next refresh asks again.
             rejected = error.startswith(_REPORT_REJECTED_PREFIX)
@@ -364,16 +464,17 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         if self._reports is None or not identifiers:
             return {}
         challenges = {i: self._rng(_CHALLENGE_SIZE) for i in identifiers}
+        with self._lock:
+            epochs = {i: self._slots[i].epoch or "" for i in identifiers}
         results = self._call(
             "attest", {i: (challenges[i],) for i in identifiers}, self._settings.call_timeout
         )
         errors: dict[int, str] = {}
         for identifier, result in sorted(results.items()):
-            slot = self._slots[identifier]
             expected = startup_report_data(
                 challenges[identifier],
                 identifier,
-                slot.epoch or "",
+                epochs[identifier],
                 verifying_shares.get(identifier),
                 box_keys.get(identifier),
             )
@@ -402,18 +503,42 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
 
     def refill(self) -> None:
         """Top up the commitment pool of every signer that is up and below the low watermark."""
-        low = {
-            identifier: (self._settings.batch_size,)
-            for identifier, slot in self._slots.items()
-            if slot.state == STATE_UP and len(slot.commitments) < self._settings.low_watermark
-        }
-        if not low:
+        with self._maintenance:
+            with self._lock:
+                low = {
+                    identifier: (self._settings.batch_size,)
+                    for identifier, slot in self._slots.items()
+                    if slot.state == STATE_UP
+                    and len(slot.commitments) < self._settings.low_watermark
+                }
+                asked_epochs = {identifier: self._slots[identifier].epoch for identifier in low}
+            if not low:
+                return
+            results = self._call("publish_commitments", low, self._settings.call_timeout)
+            with self._lock:
+                self._add_commitments(results, asked_epochs)
+            self._attest_unverified()
+
+    def _try_refill(self) -> None:
+        """Refill unless another thread is refilling or refreshing already."""
+        if not self._maintenance.acquire(blocking=False):
             return
-        results = self._call("publish_commitments", low, self._settings.call_timeout)
+        try:
+            self.refill()
+        finally:
+            self._maintenance.release()
+
+    def _add_commitments(
+        self, results: Mapping[int, object], asked_epochs: Mapping[int, str | None]
+    ) -> None:
         for identifier, result in results.items():
             slot = self._slots[identifier]
             if not isinstance(result, CommitmentBatch):
                 self._set_state(slot, STATE_DOWN, f"publish_commitments failed: {result!r}")
+                continue
+            if slot.state != STATE_UP or slot.epoch != asked_epochs[identifier]:
+                # A signing call marked the signer down while this batch was on its way.
+                # Its nonces stay unused on the signer, which is safe.
                 continue
             if result.epoch != slot.epoch:
                 # The signer restarted since we last saw it: its older nonces are gone, and
@@ -423,7 +548,6 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
                 if self._reports is not None:
                     self._reports.forget(identifier)
             slot.commitments.extend(result.commitments)
-        self._attest_unverified()
 
     # Signing (RFC 9591 section 5).
 
@@ -439,6 +563,8 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         of the following attempts, and marked down (timeout, restart, changed evidence) or
         excluded until ``readmit`` (invalid share, rejected report). The next attempt builds
         new claims, so its signing input differs.
+
+        Several threads may call it at once; see the module's Concurrency paragraph.
 
         Args:
             claims: the token claims; ``signers`` and ``evidence`` are overwritten.
@@ -458,6 +584,15 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
                 points at a bug rather than a signer.
         """
         started = self._timer()
+        with self._gate.shared():
+            signed = self._sign_token(claims, kid, assertion)
+        self._metrics.signing_seconds(self._timer() - started)
+        self._try_refill()
+        return signed
+
+    def _sign_token(
+        self, claims: TokenClaims, kid: str, assertion: AssertionEvidence
+    ) -> SignedToken:
         paused = self.signing_paused()
         if paused is not None:
             raise SigningPaused(f"signing is stopped: {paused}")
@@ -476,16 +611,16 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         attempts = 0
         while attempts < self._settings.max_attempts:
             try:
-                chosen = self._choose_signers(public_key_package.min_signers, exclude=set(failures))
+                reservation = self._reserve(public_key_package.min_signers, set(failures))
             except NotEnoughSigners:
                 if not failures:
                     raise
                 break
             attempts += 1
-            signed = self._attempt(claims, kid, assertion, chosen, public_key_package, failures)
+            signed = self._attempt(
+                claims, kid, assertion, reservation, public_key_package, failures
+            )
             if signed is not None:
-                self._metrics.signing_seconds(self._timer() - started)
-                self.refill()
                 return signed
         raise MintFailed(
             f"signing failed after {attempts} attempts, {len(failures)} signers failed "
@@ -499,27 +634,27 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         claims: TokenClaims,
         kid: str,
         assertion: AssertionEvidence,
-        chosen: list[int],
+        reservation: _Reservation,
         public_key_package: PublicKeyPackage,
         failures: dict[int, str],
     ) -> SignedToken | None:
-        evidence = None
-        if self._reports is not None:
-            evidence = self._reports.evidence_digest_of(chosen)
-        completed = replace(claims, signers=tuple(chosen), evidence=evidence)
+        chosen = reservation.signers
+        completed = replace(claims, signers=tuple(chosen), evidence=reservation.evidence)
         message = token_signing_input(completed, kid)
-        package = make_signing_package(
-            [self._slots[i].commitments.popleft() for i in chosen], message
-        )
-        requests = {
-            i: (SignRequest(self._slots[i].epoch or "", package, assertion),) for i in chosen
-        }
+        package = make_signing_package(reservation.commitments, message)
+        requests = {i: (SignRequest(reservation.epochs[i], package, assertion),) for i in chosen}
         results = self._call("sign", requests, self._settings.sign_timeout)
 
-        shares = self._collect_shares(results, package, public_key_package, failures)
+        shares = self._collect_shares(results, message, failures)
         if len(shares) != len(chosen):
             return None
-        signature = aggregate(package, shares, public_key_package)
+        # aggregate verifies every share against its verifying share before it sums them
+        # (RFC 9591 section 5.4), computing the binding factors and the group commitment once.
+        try:
+            signature = aggregate(package, shares, public_key_package)
+        except InvalidSignatureShare:
+            self._exclude_invalid_shares(shares, package, public_key_package, failures)
+            return None
         try:
             verify_signature(message, signature, public_key_package.group_public_key)
         except FrostError as exc:
@@ -527,30 +662,47 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
                 f"aggregate of verified shares from signers {sorted(shares)} does not "
                 "verify under the group key"
             ) from exc
-        return SignedToken(message, signature, tuple(chosen), evidence)
+        return SignedToken(message, signature, tuple(chosen), reservation.evidence)
 
-    def _choose_signers(self, count: int, exclude: set[int]) -> list[int]:
-        usable = self._usable_slots(exclude)
-        if len(usable) < count:
+    def _reserve(self, count: int, exclude: set[int]) -> _Reservation:
+        """Choose ``count`` signers and take one commitment of each out of its pool.
+
+        When too few signers are usable, refill the pools, and if that is not enough, refresh
+        the signer table. Only the pool lookups and the removal hold the state lock, so a
+        commitment is handed to one attempt only.
+        """
+        reservation = self._try_reserve(count, exclude)
+        if reservation is None:
+            self.refill()
+            reservation = self._try_reserve(count, exclude)
+        if reservation is None:
             self.refresh()
             self.refill()
-            usable = self._usable_slots(exclude)
-        if len(usable) < count:
+            reservation = self._try_reserve(count, exclude)
+        if reservation is None:
+            with self._lock:
+                usable = len(self._usable_slots(exclude))
+                states = ", ".join(f"{s.identifier}={s.state}" for s in self._slots.values())
             raise NotEnoughSigners(
-                f"{len(usable)} signers are up with commitments, {count} are needed; states: "
-                + ", ".join(f"{s.identifier}={s.state}" for s in self._slots.values())
+                f"{usable} signers are up with commitments, {count} are needed; states: {states}"
             )
+        return reservation
 
-        # Prefer signers with deep pools, and one signer per fault domain before a second.
-        ordered = sorted(usable, key=lambda s: (-len(s.commitments), s.identifier))
-        chosen: list[_SignerSlot] = []
-        domains: set[str | None] = set()
-        for slot in ordered:
-            if slot.fault_domain not in domains:
-                chosen.append(slot)
-                domains.add(slot.fault_domain)
-        chosen.extend(slot for slot in ordered if slot not in chosen)
-        return sorted(slot.identifier for slot in chosen[:count])
+    def _try_reserve(self, count: int, exclude: set[int]) -> _Reservation | None:
+        with self._lock:
+            usable = self._usable_slots(exclude)
+            if len(usable) < count:
+                return None
+            chosen = _choose_signers(usable, count)
+            evidence = None
+            if self._reports is not None:
+                evidence = self._reports.evidence_digest_of(chosen)
+            return _Reservation(
+                signers=chosen,
+                commitments=[self._slots[i].commitments.popleft() for i in chosen],
+                epochs={i: self._slots[i].epoch or "" for i in chosen},
+                evidence=evidence,
+            )
 
     def _usable_slots(self, exclude: set[int]) -> list[_SignerSlot]:
         return [
@@ -563,25 +715,48 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         ]
 
     def _collect_shares(
-        self,
-        results: Mapping[int, object],
-        package: SigningPackage,
-        public_key_package: PublicKeyPackage,
-        failures: dict[int, str],
+        self, results: Mapping[int, object], message: bytes, failures: dict[int, str]
     ) -> dict[int, SignatureShare]:
         shares: dict[int, SignatureShare] = {}
         for identifier, result in sorted(results.items()):
-            share = self._check_reply(identifier, result, package, public_key_package, failures)
+            share = self._check_reply(identifier, result, message, failures)
             if share is not None:
                 shares[identifier] = share
         return shares
+
+    def _exclude_invalid_shares(
+        self,
+        shares: Mapping[int, SignatureShare],
+        package: SigningPackage,
+        public_key_package: PublicKeyPackage,
+        failures: dict[int, str],
+    ) -> None:
+        """Verify each share on its own and exclude every signer whose share is invalid.
+
+        ``aggregate`` stops at the first invalid share, so this names all of them.
+        """
+        for identifier, share in sorted(shares.items()):
+            try:
+                verify_signature_share(
+                    share,
+                    public_key_package.verifying_shares[identifier],
+                    package,
+                    public_key_package.group_public_key,
+                )
+            except FrostError as exc:
+                self._fail(
+                    self._slots[identifier],
+                    failures,
+                    "invalid_share",
+                    f"invalid signature share: {exc}",
+                    STATE_EXCLUDED,
+                )
 
     def _check_reply(
         self,
         identifier: int,
         result: object,
-        package: SigningPackage,
-        public_key_package: PublicKeyPackage,
+        message: bytes,
         failures: dict[int, str],
     ) -> SignatureShare | None:
         slot = self._slots[identifier]
@@ -593,21 +768,9 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
             reason, error = _sign_error(result)
             self._fail(slot, failures, reason, error, STATE_DOWN)
             return None
-        try:
-            verify_signature_share(
-                result.share,
-                public_key_package.verifying_shares[identifier],
-                package,
-                public_key_package.group_public_key,
-            )
-        except FrostError as exc:
-            self._fail(
-                slot, failures, "invalid_share", f"invalid signature share: {exc}", STATE_EXCLUDED
-            )
-            return None
         if self._reports is not None:
             try:
-                self._check_mint_report(identifier, result, package.message)
+                self._check_mint_report(identifier, result, message)
             except ReportRejected as exc:
                 self._fail(slot, failures, exc.reason, str(exc), STATE_EXCLUDED)
                 return None
@@ -641,10 +804,11 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
     ) -> None:
         failures[slot.identifier] = error
         self._metrics.signer_failure(slot.identifier, reason)
-        if state is None:
-            slot.last_error = error
-        else:
-            self._set_state(slot, state, error)
+        with self._lock:
+            if state is None:
+                slot.last_error = error
+            else:
+                self._set_state(slot, state, error)
         logger.warning(
             "signer failed during signing",
             extra={"signer": slot.identifier, "reason": reason, "state": slot.state},
@@ -654,6 +818,22 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         if self._public_key_package is None:
             raise NotEnoughSigners("no group key yet: run key generation or refresh the signers")
         return self._public_key_package
+
+
+def _choose_signers(usable: Sequence[_SignerSlot], count: int) -> list[int]:
+    """Return the identifiers of ``count`` signers out of ``usable``, ascending.
+
+    Signers with deep pools come first, and one signer per fault domain before a second.
+    """
+    ordered = sorted(usable, key=lambda s: (-len(s.commitments), s.identifier))
+    chosen: list[_SignerSlot] = []
+    domains: set[str | None] = set()
+    for slot in ordered:
+        if slot.fault_domain not in domains:
+            chosen.append(slot)
+            domains.add(slot.fault_domain)
+    chosen.extend(slot for slot in ordered if slot not in chosen)
+    return sorted(slot.identifier for slot in chosen[:count])
 
 
 def _package_fingerprint(package: PublicKeyPackage) -> tuple[object, ...]:

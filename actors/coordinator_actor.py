@@ -1,8 +1,11 @@
 """The Ray actor shell of the coordinator, ``ztmint-coordinator``.
 
-It wraps ``actors.coordinator.CoordinatorCore`` with a lock, a background refill thread,
-the coordinator's sealed caller-authentication key, attestation report verification and Ray
-metrics.
+It wraps ``actors.coordinator.CoordinatorCore`` with a background refill thread, the
+coordinator's sealed caller-authentication key, attestation report verification and Ray
+metrics. It is a threaded Ray actor: up to ``MAX_CONCURRENT_CALLS`` calls run at once, so
+several mints are signed together. Key generation and key lifecycle runs hold
+``CoordinatorCore.exclusive()``, so they wait for the mints in flight and no mint starts
+while they run.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ from authz.formats import TokenClaims
 
 logger = logging.getLogger(__name__)
 
+# Threads Ray runs actor calls on. Each sign_token call waits on its signers most of the time,
+# so this bounds the mints signed at once.
+MAX_CONCURRENT_CALLS = 32
+
 
 class CoordinatorActor:
     """Ray actor shell around ``CoordinatorCore``, reaching signers by actor name.
@@ -62,7 +69,6 @@ class CoordinatorActor:
     ) -> None:
         from actors.metrics import RayMeshMetrics
 
-        self._lock = threading.Lock()
         self._settings = settings or CoordinatorSettings()
         attestation = attestation or AttestationSettings()
         policy = policy_for(attestation, state_dir)
@@ -84,10 +90,10 @@ class CoordinatorActor:
         logger.info("coordinator started", extra={"attestation": attestation.mode})
 
     def _maintain(self) -> None:
-        # NOTE: a refresh holds the lock while it waits up to call_timeout for a hung signer,
-        # so mints can stall for that long while a signer hangs.
+        # NOTE: a refresh blocks other refreshes and refills while it waits up to call_timeout
+        # for a hung signer, so mints that find their pools empty can stall for that long.
         while not self._stop.wait(self._settings.refill_interval):
-            with self._lock:
+            with self._core.shared():
                 try:
                     if any(s["state"] == STATE_DOWN for s in self._core.status()):
                         self._core.refresh()
@@ -99,21 +105,19 @@ class CoordinatorActor:
     def sign_token(
         self, claims: TokenClaims, kid: str, assertion: AssertionEvidence
     ) -> SignedToken:
-        """Run ``CoordinatorCore.sign_token``."""
-        with self._lock:
-            return self._core.sign_token(claims, kid, assertion)
+        """Run ``CoordinatorCore.sign_token``, alongside other calls of it."""
+        return self._core.sign_token(claims, kid, assertion)
 
     def refresh(self) -> list[dict[str, object]]:
         """Run ``CoordinatorCore.refresh`` and refill the pools."""
-        with self._lock:
+        with self._core.shared():
             self._core.refresh()
             self._core.refill()
             return self._core.status()
 
     def status(self) -> list[dict[str, object]]:
         """Run ``CoordinatorCore.status``."""
-        with self._lock:
-            return self._core.status()
+        return self._core.status()
 
     def node_id(self) -> str:
         """Return the id of the Ray node this coordinator runs on."""
@@ -127,54 +131,51 @@ class CoordinatorActor:
 
     def group_public_key(self) -> bytes:
         """Run ``CoordinatorCore.group_public_key``."""
-        with self._lock:
-            return self._core.group_public_key()
+        return self._core.group_public_key()
 
     def public_key_package(self) -> PublicKeyPackage | None:
         """Run ``CoordinatorCore.public_key_package``."""
-        with self._lock:
-            return self._core.public_key_package()
+        return self._core.public_key_package()
 
     def readmit(self, identifier: int) -> None:
         """Run ``CoordinatorCore.readmit``."""
-        with self._lock:
-            self._core.readmit(identifier)
+        self._core.readmit(identifier)
 
     def dkg_round1(self, min_signers: int) -> str:
         """Run ``CoordinatorCore.dkg_round1``."""
-        with self._lock:
+        with self._core.exclusive():
             return self._core.dkg_round1(min_signers)
 
     def dkg_round2(self) -> str:
         """Run ``CoordinatorCore.dkg_round2``."""
-        with self._lock:
+        with self._core.exclusive():
             return self._core.dkg_round2()
 
     def dkg_round3(self) -> str:
         """Run ``CoordinatorCore.dkg_round3`` and fill the pools."""
-        with self._lock:
+        with self._core.exclusive():
             message = self._core.dkg_round3()
             self._core.refill()
             return message
 
-    # Key lifecycle (actors.coordinator_lifecycle). Each run holds the lock, so no mint and
-    # no refill round interleaves with it.
+    # Key lifecycle (actors.coordinator_lifecycle). Each run is inside exclusive(), so no mint
+    # and no refill round interleaves with it.
 
     def run_refresh(self, session_id: str) -> tuple[PublicKeyPackage, list[str]]:
         """Run ``CoordinatorCore.run_refresh``; return the package and the progress lines."""
         lines: list[str] = []
-        with self._lock:
+        with self._core.exclusive():
             return self._core.run_refresh(session_id, lines.append), lines
 
     def resume_refresh(self, skip: Sequence[int] = ()) -> tuple[PublicKeyPackage, list[str]]:
         """Run ``CoordinatorCore.resume_refresh``; return the package and the progress lines."""
         lines: list[str] = []
-        with self._lock:
+        with self._core.exclusive():
             return self._core.resume_refresh(lines.append, skip), lines
 
     def abort_refresh(self) -> dict[int, str]:
         """Run ``CoordinatorCore.abort_refresh``."""
-        with self._lock:
+        with self._core.exclusive():
             return self._core.abort_refresh()
 
     def run_repair(
@@ -182,19 +183,19 @@ class CoordinatorActor:
     ) -> tuple[PublicKeyPackage, list[str]]:
         """Run ``CoordinatorCore.run_repair``; return the package and the progress lines."""
         lines: list[str] = []
-        with self._lock:
+        with self._core.exclusive():
             return self._core.run_repair(session_id, participant, helpers, lines.append), lines
 
     def run_escrow(
         self, escrow_id: str, guardian_public_keys: Sequence[bytes], guardian_threshold: int
     ) -> dict[int, EscrowBundle]:
         """Run ``CoordinatorCore.run_escrow``."""
-        with self._lock:
+        with self._core.exclusive():
             return self._core.run_escrow(escrow_id, guardian_public_keys, guardian_threshold)
 
     def begin_restore(self, participant: int, session_id: str) -> RestoreRequest:
         """Run ``CoordinatorCore.begin_restore``."""
-        with self._lock:
+        with self._core.exclusive():
             return self._core.begin_restore(participant, session_id)
 
     def finish_restore(
@@ -205,7 +206,7 @@ class CoordinatorActor:
         pieces: Mapping[int, SealedScalar],
     ) -> PublicKeyPackage:
         """Run ``CoordinatorCore.finish_restore``."""
-        with self._lock:
+        with self._core.exclusive():
             return self._core.finish_restore(participant, bundle, sender_box_public_key, pieces)
 
 
@@ -241,6 +242,7 @@ def coordinator_actor(
         "label_selector": {NODE_GROUP_LABEL: CONFIDENTIAL_NODE_GROUP},
         "max_restarts": -1,
         "max_task_retries": 0,
+        "max_concurrency": MAX_CONCURRENT_CALLS,
         "num_cpus": 0,
     }
     if detached:

@@ -8,6 +8,7 @@ with the others.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -37,6 +38,9 @@ class SignerTransport(Protocol):
 class LocalSignerTransport:
     """Calls ``SignerCore`` objects in this process, one after the other.
 
+    Each signer runs one call at a time, as a Ray actor without concurrency does, so several
+    threads may share the transport.
+
     Limitations:
         Calls run sequentially and ``timeout`` is ignored, because a local call cannot be
         abandoned half-way. Use it for tests and single-process tools.
@@ -44,6 +48,12 @@ class LocalSignerTransport:
 
     def __init__(self, signers: Mapping[int, SignerCore]) -> None:
         self._signers = dict(signers)
+        self._signer_locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _signer_lock(self, identifier: int) -> threading.Lock:
+        with self._locks_guard:
+            return self._signer_locks.setdefault(identifier, threading.Lock())
 
     def call(
         self, method: str, arguments: Mapping[int, tuple[Any, ...]], timeout: float | None
@@ -58,7 +68,8 @@ class LocalSignerTransport:
                 )
                 continue
             try:
-                results[identifier] = getattr(signer, method)(*args)
+                with self._signer_lock(identifier):
+                    results[identifier] = getattr(signer, method)(*args)
             except Exception as exc:  # noqa: BLE001 -- returned to the caller as a value
                 results[identifier] = exc
         return results

@@ -321,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    # Read now, so load_average_at_start is the load before this run added its own.
+    machine = machine_description()
     issuer = BenchIssuer()
     pool = issuer.credentials(max(VARIETIES), int(started))
     jwks = OUT / "jwks.json"
@@ -344,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kind": "authz",
         "started_at": int(started),
         "elapsed_s": round(time.time() - started, 1),
-        "machine": machine_description(),
+        "machine": machine,
         "duration_per_run_s": args.duration,
         "request": {"method": REQUEST_METHOD, "path": REQUEST_PATH},
         "group_key": "single Ed25519 key (PyNaCl), not a FROST group key",

@@ -270,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plans = (MeshPlan(5, 3, AttestationMode.DEVELOPMENT, SHORT_RUNS),)
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    # Read now, so load_average_at_start is the load before this run added its own.
+    machine = machine_description()
     meshes = {}
     for index, plan in enumerate(plans):
         print(f"{plan.name}: starting", flush=True)
@@ -278,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kind": "mesh",
         "started_at": int(started),
         "elapsed_s": round(time.time() - started, 1),
-        "machine": machine_description(),
+        "machine": machine,
         "call": "CoordinatorActor.sign_token over Ray, from the driver process",
         "meshes": meshes,
     }

@@ -315,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     state_root = OUT / "mint-state"
     started = time.time()
+    # Read now, so load_average_at_start is the load before this run added its own.
+    machine = machine_description()
     meshes = {}
     for plan in plans:
         print(f"{plan.name}: starting", flush=True)
@@ -328,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kind": "mint",
         "started_at": int(started),
         "elapsed_s": round(time.time() - started, 1),
-        "machine": machine_description(),
+        "machine": machine,
         "authenticators": AUTHENTICATORS,
         "request": {"scopes": SCOPES, "audience": AUDIENCE, "ttl_seconds": TTL_SECONDS},
         "kms": "local P-256 key (mint.kms.LocalKms)",

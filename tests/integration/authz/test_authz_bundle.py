@@ -199,7 +199,7 @@ def test_authz_log_carries_opa_decision_id(
     headers = {"authorization": f"Bearer {token}", "x-kms-sig": issuer.receipt(token)}
 
     try:
-        with caplog.at_level(logging.INFO, logger="ztmint.authz"):
+        with caplog.at_level(logging.DEBUG, logger="ztmint.authz"):
             result = core.check(HttpRequest("GET", "/orders/7", headers))
     finally:
         policy.close()

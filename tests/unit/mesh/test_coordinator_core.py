@@ -89,7 +89,8 @@ def test_sign_token_without_attestation_has_no_evidence(tmp_path: Path) -> None:
 
 
 def test_sign_token_names_bad_share_and_redoes_claims(tmp_path: Path) -> None:
-    mesh = build_mesh(tmp_path)
+    # Without attestation the share check is the only one that can catch the altered share.
+    mesh = build_mesh(tmp_path, attested=False)
     mesh.transport.rewrites[("sign", 1)] = _corrupt
     group_key = mesh.coordinator.group_public_key()
 
@@ -100,6 +101,20 @@ def test_sign_token_names_bad_share_and_redoes_claims(tmp_path: Path) -> None:
     assert _claims_of(signed.signing_input)["ztm"]["signers"] == [2, 3]
     assert _status_of(mesh.coordinator, 1)["state"] == STATE_EXCLUDED
     assert "invalid signature share" in str(_status_of(mesh.coordinator, 1)["last_error"])
+
+
+def test_sign_token_excludes_signer_with_altered_share(tmp_path: Path) -> None:
+    # The per-share report binds the share value, so an altered share fails the report check.
+    mesh = build_mesh(tmp_path)
+    mesh.transport.rewrites[("sign", 1)] = _corrupt
+    group_key = mesh.coordinator.group_public_key()
+
+    signed = mesh.sign_token()
+
+    Ed25519PublicKey.from_public_bytes(group_key).verify(signed.signature, signed.signing_input)
+    assert signed.signers == (2, 3)
+    assert _status_of(mesh.coordinator, 1)["state"] == STATE_EXCLUDED
+    assert "report_data_mismatch" in str(_status_of(mesh.coordinator, 1)["last_error"])
 
 
 def test_sign_token_excludes_signer_with_bad_report(tmp_path: Path) -> None:
@@ -136,13 +151,26 @@ def test_sign_token_retries_after_timeout(tmp_path: Path) -> None:
 
 
 def test_sign_token_rejects_when_too_many_bad_shares(tmp_path: Path) -> None:
-    mesh = build_mesh(tmp_path)
+    mesh = build_mesh(tmp_path, attested=False)
     mesh.transport.rewrites[("sign", 1)] = _corrupt
     mesh.transport.rewrites[("sign", 3)] = _corrupt
 
     with pytest.raises(MintFailed, match="1 \\(invalid signature share") as caught:
         mesh.sign_token()
 
+    assert sorted(caught.value.failures) == [1, 3]
+
+
+def test_sign_token_names_every_bad_share_of_attempt(tmp_path: Path) -> None:
+    mesh = build_mesh(tmp_path, n=3, t=3, attested=False)
+    mesh.transport.rewrites[("sign", 1)] = _corrupt
+    mesh.transport.rewrites[("sign", 3)] = _corrupt
+
+    with pytest.raises(MintFailed) as caught:
+        mesh.sign_token()
+
+    sign_calls = [entry for entry in mesh.transport.log if entry[0] == "sign"]
+    assert len(sign_calls) == 1
     assert sorted(caught.value.failures) == [1, 3]
 
 
