@@ -349,6 +349,10 @@ class CoordinatorCore(KeyGenerationRelay, KeyLifecycleRelay):
         if state == STATE_DOWN:
             slot.mark_down(error or "down")
         else:
+            if state == STATE_UP and slot.state != STATE_UP:
+                # A signer that came back (after key generation, a restart or a repair) no
+                # longer has the problem that kept it out; status must not keep showing it.
+                slot.last_error = None
             slot.state = state
             if error is not None:
                 slot.last_error = error

@@ -42,11 +42,18 @@ def request_from_check(check: external_auth_pb2.CheckRequest) -> HttpRequest:
 
 
 def _headers_from(http: attribute_context_pb2.AttributeContext.HttpRequest) -> dict[str, str]:
-    headers = {key.lower(): value for key, value in http.headers.items()}
-    for entry in http.header_map.headers:
-        value = entry.value or entry.raw_value.decode("utf-8", errors="replace")
-        key = entry.key.lower()
+    headers: dict[str, str] = {}
+
+    def add(name: str, value: str) -> None:
+        # Header names are case-insensitive: "Authorization" and "authorization" in one map
+        # are two values of one header, so the core sees them as repeated, never one of them.
+        key = name.lower()
         headers[key] = f"{headers[key]},{value}" if key in headers else value
+
+    for name, value in http.headers.items():
+        add(name, value)
+    for entry in http.header_map.headers:
+        add(entry.key, entry.value or entry.raw_value.decode("utf-8", errors="replace"))
     return headers
 
 

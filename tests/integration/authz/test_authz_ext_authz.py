@@ -213,6 +213,22 @@ def test_grpc_check_rejects_repeated_header_map_entry(
     assert _denied_error(response) == "header_duplicated"
 
 
+def test_grpc_check_rejects_headers_differing_in_case(
+    grpc_stub: external_auth_pb2_grpc.AuthorizationStub, issuer: Issuer
+) -> None:
+    good = _credentials(issuer)
+    other = _credentials(issuer, jti="jti-case")
+    headers = {
+        "authorization": good["authorization"],
+        "Authorization": other["authorization"],
+        "x-kms-sig": good["x-kms-sig"],
+    }
+
+    response = grpc_stub.Check(_check_request("GET", "/orders/7", headers))
+
+    assert _denied_error(response) == "header_duplicated"
+
+
 def test_grpc_check_reads_header_map(
     grpc_stub: external_auth_pb2_grpc.AuthorizationStub, issuer: Issuer
 ) -> None:

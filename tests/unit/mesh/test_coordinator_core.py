@@ -381,3 +381,16 @@ def test_refresh_marks_down_signer_whose_attest_fails(tmp_path: Path) -> None:
 
     assert _status_of(mesh.coordinator, 2)["state"] == STATE_DOWN
     assert "attest timed out" in str(_status_of(mesh.coordinator, 2)["last_error"])
+
+
+def test_status_clears_error_when_signer_recovers(tmp_path: Path) -> None:
+    mesh = build_mesh(tmp_path)
+    mesh.transport.rewrites[("sign", 2)] = lambda _reply: TimeoutError("sign timed out after 5 s")
+    mesh.sign_token()
+    assert "timed out" in str(_status_of(mesh.coordinator, 2)["last_error"])
+
+    del mesh.transport.rewrites[("sign", 2)]
+    mesh.coordinator.refresh()
+
+    assert _status_of(mesh.coordinator, 2)["state"] == STATE_UP
+    assert _status_of(mesh.coordinator, 2)["last_error"] is None
