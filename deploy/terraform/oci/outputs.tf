@@ -32,3 +32,18 @@ output "log_id" {
   description = "OCID of the Logging log that records writes to the audit bucket."
   value       = oci_logging_log.audit_bucket_writes.id
 }
+
+output "receipt_key_version_id" {
+  description = "OCID of the receipt key's current version; pass to the chart as oci.kmsKeyVersionId."
+  value       = oci_kms_key.receipt.current_key_version
+}
+
+output "kms_management_endpoint" {
+  description = "Management endpoint of the vault, from which the mint reads public keys; pass to the chart as oci.kmsManagementEndpoint."
+  value       = oci_kms_vault.main.management_endpoint
+}
+
+output "object_storage_namespace" {
+  description = "Object Storage namespace of the tenancy; pass to the chart as oci.namespace."
+  value       = data.oci_objectstorage_namespace.main.namespace
+}

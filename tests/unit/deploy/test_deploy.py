@@ -12,10 +12,20 @@ import yaml
 
 from tests.unit.deploy.conftest import CHART, PRODUCTION_CLUSTER_ISSUER, ROOT, TERRAFORM
 
+PRODUCTION_VALUES = ["-f", str(CHART / "values-production.yaml")]
+# The values an operator adds with --set at install time (docs/DEPLOY.md), as placeholders.
+INSTALL_VALUES = ["-f", str(Path(__file__).with_name("install-values.yaml"))]
 VALUES = {
     "default": [],
-    "production": ["-f", str(CHART / "values-production.yaml")],
+    "production": PRODUCTION_VALUES + INSTALL_VALUES,
 }
+# The Secret that values-production.yaml names for ZTMINT_DATABASE_URL; the operator creates it.
+PRODUCTION_DATABASE_SECRET = "ztmint-database"
+AUTHZ_TLS_FLAGS = [
+    "--tls-cert=/etc/ztmint/authz-tls/tls.crt",
+    "--tls-key=/etc/ztmint/authz-tls/tls.key",
+    "--tls-client-ca=/etc/ztmint/authz-tls/ca.crt",
+]
 
 
 def render(helm: Path, values: str) -> str:
@@ -44,7 +54,13 @@ def check_manifest(
     path = tmp_path / "rendered.yaml"
     path.write_text(text)
     return run_check(
-        deploy_check, "k8s", "-external-cluster-issuer", PRODUCTION_CLUSTER_ISSUER, str(path)
+        deploy_check,
+        "k8s",
+        "-external-cluster-issuer",
+        PRODUCTION_CLUSTER_ISSUER,
+        "-external-secret",
+        PRODUCTION_DATABASE_SECRET,
+        str(path),
     )
 
 
@@ -90,12 +106,154 @@ def test_rendered_manifests_pass_deploy_check(
         ("files/envoy/sds/mesh-ca.yaml", "envoy/sds/mesh-ca.yaml"),
         ("files/opa/authz.rego", "opa/authz/authz.rego"),
         ("files/opa/data.json", "opa/authz/data.json"),
+        ("files/opa/mint/mint.rego", "opa/mint/mint.rego"),
+        ("files/opa/mint/data.json", "opa/mint/data.json"),
     ],
 )
 def test_chart_files_match_repository(chart_file: str, source: str) -> None:
     assert (CHART / chart_file).read_bytes() == (ROOT / source).read_bytes(), (
         f"{chart_file} differs from {source}; copy it again into the chart"
     )
+
+
+def containers_named(docs: list[dict[str, Any]], container_name: str) -> list[dict[str, Any]]:
+    return [
+        container
+        for _, spec in pod_specs(docs)
+        for container in spec["containers"]
+        if container["name"] == container_name
+    ]
+
+
+def mint_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(spec for name, spec in pod_specs(docs) if name == "Deployment/ztmint-ztmint-mint")
+
+
+def test_authz_sidecars_serve_mtls(rendered: tuple[str, str]) -> None:
+    docs = documents(rendered[1])
+    sidecars = containers_named(docs, "authz")
+    assert sidecars
+    for container in sidecars:
+        for flag in AUTHZ_TLS_FLAGS:
+            assert flag in container["command"], flag
+        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        assert mounts.get("/etc/ztmint/authz-tls") == "authz-tls"
+
+
+def test_authz_tls_volume_is_authz_certificate(rendered: tuple[str, str]) -> None:
+    for name, spec in pod_specs(documents(rendered[1])):
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        if "authz-tls" in volumes:
+            assert volumes["authz-tls"]["secret"]["secretName"] == "ztmint-ztmint-authz-tls", name
+
+
+def test_mint_opa_loads_both_policies(rendered: tuple[str, str]) -> None:
+    spec = mint_pod(documents(rendered[1]))
+    opa = next(container for container in spec["containers"] if container["name"] == "opa")
+    assert "authz:/policy/authz" in opa["args"]
+    assert "mint:/policy/mint" in opa["args"]
+    mint = next(container for container in spec["containers"] if container["name"] == "mint")
+    env = {item["name"]: item.get("value") for item in mint["env"]}
+    assert env["ZTMINT_OPA_URL"] == "http://127.0.0.1:8181"
+
+
+def test_production_database_url_from_secret_reference(helm: Path) -> None:
+    spec = mint_pod(documents(render(helm, "production")))
+    mint = next(container for container in spec["containers"] if container["name"] == "mint")
+    entry = next(item for item in mint["env"] if item["name"] == "ZTMINT_DATABASE_URL")
+    assert "value" not in entry
+    assert entry["valueFrom"]["secretKeyRef"] == {"name": PRODUCTION_DATABASE_SECRET, "key": "url"}
+
+
+def test_container_env_holds_no_literal_secret(rendered: tuple[str, str]) -> None:
+    secret_names = ("DATABASE_URL", "PASSWORD", "PIN", "SECRET", "TOKEN")
+    for name, spec in pod_specs(documents(rendered[1])):
+        for container in spec["containers"]:
+            for item in container.get("env", []):
+                where = f"{name} {container['name']} {item['name']}"
+                if any(part in item["name"] for part in secret_names):
+                    assert "value" not in item, where
+    assert "postgresql://" not in rendered[1]
+
+
+def mint_environment(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Return the mint container's environment, with each Secret reference replaced."""
+    mint = next(c for c in mint_pod(docs)["containers"] if c["name"] == "mint")
+    env = {}
+    for item in mint["env"]:
+        if "valueFrom" in item:
+            env[item["name"]] = "postgresql://ztmint:placeholder@db.example:5432/ztmint"
+        else:
+            env[item["name"]] = item["value"]
+    return env
+
+
+def test_rendered_mint_settings_are_complete(rendered: tuple[str, str]) -> None:
+    from mint.server import server_settings_from_env
+    from mint.settings import settings_from_env
+
+    env = mint_environment(documents(rendered[1]))
+    settings = settings_from_env(env)
+    server = server_settings_from_env(env)
+    assert server.host == "127.0.0.1"
+    assert server.ray_address == "ray://ztmint-ztmint-ray-head-svc:10001"
+    assert settings.port == 8700
+    assert settings.guard.opa_url == "http://127.0.0.1:8181"
+    assert settings.user_verification == "required"
+    assert settings.allow_self_attestation is False
+
+
+def test_production_mint_settings_use_oci(helm: Path) -> None:
+    from mint.settings import settings_from_env
+
+    settings = settings_from_env(mint_environment(documents(render(helm, "production"))))
+    assert settings.kms.backend == "oci"
+    assert settings.kms.oci is not None
+    assert settings.kms.oci.auth.method == "workload"
+    assert settings.shipping is not None
+    assert settings.shipping.bucket == "ztmint-audit"
+    assert settings.database_url is not None
+
+
+def test_production_values_require_install_settings(helm: Path) -> None:
+    result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [str(helm), "template", "ztmint", str(CHART), *PRODUCTION_VALUES],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "needs oci.kmsKeyId" in result.stderr
+
+
+def test_service_account_token_only_in_mint(rendered: tuple[str, str]) -> None:
+    token_path = "/var/run/secrets/kubernetes.io/serviceaccount"
+    expected = {"production": ["mint"], "default": []}[rendered[0]]
+    mounted = [
+        container["name"]
+        for _, spec in pod_specs(documents(rendered[1]))
+        for container in spec["containers"]
+        if any(m["mountPath"] == token_path for m in container.get("volumeMounts", []))
+    ]
+    assert mounted == expected
+
+
+def test_prometheus_policy_opens_only_metrics_ports(helm: Path) -> None:
+    policy = next(
+        doc
+        for doc in documents(render(helm, "production"))
+        if doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"].endswith("prometheus-ingress")
+    )
+    (rule,) = policy["spec"]["ingress"]
+    assert sorted(port["port"] for port in rule["ports"]) == [8090, 9464]
+    (source,) = rule["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+
+
+def test_default_values_render_no_prometheus_policy(helm: Path) -> None:
+    names = [doc["metadata"]["name"] for doc in documents(render(helm, "default"))]
+    assert "ztmint-ztmint-prometheus-ingress" not in names
 
 
 def test_envoy_configs_fail_closed(rendered: tuple[str, str]) -> None:
@@ -239,6 +397,18 @@ def test_deploy_check_rejects_broken_manifest(
     result = check_manifest(deploy_check, tmp_path, render(helm, "default") + "---\n" + extra)
     assert result.returncode == 1
     assert message in result.stdout
+
+
+def test_deploy_check_rejects_unknown_database_secret(
+    deploy_check: Path, tmp_path: Path, helm: Path
+) -> None:
+    path = tmp_path / "rendered.yaml"
+    path.write_text(render(helm, "production"))
+    result = run_check(
+        deploy_check, "k8s", "-external-cluster-issuer", PRODUCTION_CLUSTER_ISSUER, str(path)
+    )
+    assert result.returncode == 1
+    assert f'Secret "{PRODUCTION_DATABASE_SECRET}" is not known' in result.stdout
 
 
 def test_deploy_check_rejects_ray_start_labels(

@@ -9,7 +9,8 @@ Usage, in a pod spec:
   containers:
     {{- include "ztmint.sidecar.containers" (dict "root" $ "audience" "orders" "envoyConfig" "sidecar") | nindent 4 }}
   volumes:
-    {{- include "ztmint.sidecar.volumes" (dict "root" $ "certificateSecret" "NAME-tls" "envoyConfig" "sidecar") | nindent 4 }}
+    {{- include "ztmint.sidecar.volumes" (dict "root" $ "certificateSecret" "NAME-tls" "authzSecret" "NAME-authz-tls" "envoyConfig" "sidecar") | nindent 4 }}
+"mintPolicy" true also loads the mint policy (opa/mint) into OPA; only the mint pod sets it.
 */}}
 {{- define "ztmint.sidecar.containers" -}}
 {{- $root := .root -}}
@@ -33,9 +34,9 @@ Usage, in a pod spec:
     - { name: workload-tls, mountPath: /etc/ztmint/tls, readOnly: true }
 - name: authz
   image: {{ include "ztmint.image" $root.Values.image }}
-  # NOTE: authz/server.py serves gRPC without TLS (add_insecure_port), but envoy/*.yaml expects
-  # TLS with the SAN spiffe://ztmint.internal/authz on 127.0.0.1:9191. The authz certificate is
-  # mounted at /etc/ztmint/authz-tls for the server to use once it has TLS flags.
+  # gRPC over mTLS (authz/tls.py): the authz certificate carries the SAN
+  # spiffe://ztmint.internal/authz that envoy/*.yaml expects, and Envoy's client certificate
+  # must chain to the mesh CA (ca.crt). The server reloads the files when cert-manager renews them.
   command:
     - python
     - -m
@@ -48,6 +49,9 @@ Usage, in a pod spec:
     - --audience={{ .audience }}
     - --issuer={{ $root.Values.mint.publicUrl }}
     - --leeway={{ $root.Values.authz.leewaySeconds }}
+    - --tls-cert=/etc/ztmint/authz-tls/tls.crt
+    - --tls-key=/etc/ztmint/authz-tls/tls.key
+    - --tls-client-ca=/etc/ztmint/authz-tls/ca.crt
   ports:
     - name: authz-metrics
       containerPort: {{ $root.Values.authz.metricsPort }}
@@ -68,13 +72,21 @@ Usage, in a pod spec:
     - --skip-version-check
     # A ConfigMap volume holds ..data symlinks next to the files; load the files only once.
     - --ignore=..*
-    - /policy
+    # Each package's data.json under its own prefix, as mint/stack.py loads them, because
+    # both have a "scopes" table.
+    - authz:/policy/authz
+    {{- if .mintPolicy }}
+    - mint:/policy/mint
+    {{- end }}
   securityContext:
     {{- include "ztmint.containerSecurityContext" $root | nindent 4 }}
   resources:
     {{- toYaml $root.Values.opa.resources | nindent 4 }}
   volumeMounts:
-    - { name: opa-policy, mountPath: /policy, readOnly: true }
+    - { name: opa-policy, mountPath: /policy/authz, readOnly: true }
+    {{- if .mintPolicy }}
+    - { name: opa-mint-policy, mountPath: /policy/mint, readOnly: true }
+    {{- end }}
 {{- end -}}
 
 {{- define "ztmint.sidecar.volumes" -}}
@@ -100,4 +112,9 @@ Usage, in a pod spec:
 - name: opa-policy
   configMap:
     name: {{ $name }}-opa-policy
+{{- if .mintPolicy }}
+- name: opa-mint-policy
+  configMap:
+    name: {{ $name }}-opa-mint-policy
+{{- end }}
 {{- end -}}
