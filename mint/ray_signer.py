@@ -54,7 +54,7 @@ class RayTokenSigner:
             )
         except GetTimeoutError as exc:
             log.error("signing timed out after %.1f s", self._timeout)
-            raise SigningError(f"signer mesh did not answer within {self._timeout} s") from exc
+            raise SigningError(f"signer mesh did not respond within {self._timeout} s") from exc
         except RayError as exc:
             cause = getattr(exc, "cause", exc)
             log.error("signing failed: %s", type(cause).__name__)

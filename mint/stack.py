@@ -47,7 +47,7 @@ class StackError(Exception):
 
 @dataclass(frozen=True)
 class StackConfig:
-    """Where the local stack keeps its state and listens.
+    """The state folder, size and listening ports of the local stack.
 
     A port of 0 picks a free loopback port at start, which tests and the demo use so that two
     stacks on one machine never collide.
@@ -341,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  Ray dashboard   {endpoints.dashboard_url or 'off'}")
         print(f"  Ray cluster     {endpoints.ray_address}  (ztmint signers status --address ...)")
         print("Press Ctrl-C to stop.", flush=True)
-        # A part that dies would leave the others answering but every mint or check failing,
+        # A part that dies would leave the others serving but every mint or check failing,
         # so the stack stops as a whole and says which part died.
         while not stop_signals:
             time.sleep(WATCH_INTERVAL_SECONDS)
