@@ -1,5 +1,8 @@
-"""Operator commands for the key lifecycle: ``ztmint signers refresh|repair|escrow|restore`` and
-``ztmint guardian decrypt``.
+"""Operator commands for the key lifecycle: ``ztmint signers init|refresh|repair|escrow|restore``
+and ``ztmint guardian decrypt``.
+
+``signers init`` is the key generation ceremony: a thin wrapper over ``actors.mesh.start_mesh``
+with detached actors, run once as a Ray Job (or any driver) connected to the cluster.
 
 The ``signers`` commands connect to the Ray cluster (``actors.mesh.connect``) and call the
 coordinator actor ``ztmint-coordinator``, which relays each step to the signers. ``guardian
@@ -269,7 +272,38 @@ def restore(coordinator: Any, signer: int, bundle: Any, pieces: Mapping[int, Any
 
 
 def add_signer_lifecycle_parsers(signer_commands: Any) -> None:
-    """Add ``refresh``, ``repair``, ``escrow`` and ``restore`` to ``ztmint signers``."""
+    """Add ``init``, ``refresh``, ``repair``, ``escrow`` and ``restore`` to ``ztmint signers``."""
+    init_parser = signer_commands.add_parser(
+        "init", help="create the coordinator and signers; run key generation if no share exists"
+    )
+    init_parser.add_argument("--signers", type=int, required=True, help="number of signers n")
+    init_parser.add_argument(
+        "--threshold", type=int, required=True, help="signers needed per signature t"
+    )
+    init_parser.add_argument(
+        "--state-dir",
+        default="/var/lib/ztmint",
+        help="signers' state folder, on each signer's node (default /var/lib/ztmint)",
+    )
+    init_parser.add_argument(
+        "--coordinator-state-dir",
+        default=None,
+        help="coordinator's state folder, on its node (default: the --state-dir path)",
+    )
+    init_parser.add_argument(
+        "--attestation",
+        choices=["production", "development", "off"],
+        default="development",
+        help="attestation mode of the signers and the coordinator (default development)",
+    )
+    init_parser.add_argument(
+        "--measurement",
+        action="append",
+        default=[],
+        help="with --attestation production: an allowed MEASUREMENT (96 hex digits); repeatable",
+    )
+    init_parser.set_defaults(handler=run_init)
+
     refresh_parser = signer_commands.add_parser(
         "refresh", help="refresh every signing share, keeping the group key"
     )
@@ -319,7 +353,7 @@ def add_signer_lifecycle_parsers(signer_commands: Any) -> None:
     )
     restore_parser.set_defaults(handler=run_restore)
 
-    for parser in (refresh_parser, repair_parser, escrow_parser, restore_parser):
+    for parser in (init_parser, refresh_parser, repair_parser, escrow_parser, restore_parser):
         parser.add_argument(
             "--address",
             default=os.environ.get("RAY_ADDRESS", "auto"),
@@ -359,6 +393,48 @@ def run_guardian_decrypt(args: argparse.Namespace, out: TextIO = sys.stdout) -> 
         f"{args.out}; hand it to the operator and delete it after the restore",
         file=out,
     )
+    return 0
+
+
+def run_init(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """``ztmint signers init --signers N --threshold T [--address ...]``."""
+    import ray
+
+    from actors.errors import MeshError
+    from actors.mesh import start_mesh
+    from actors.report_verification import AttestationMode, AttestationSettings
+    from actors.signer import NAMESPACE
+
+    try:
+        measurements = frozenset(bytes.fromhex(value) for value in args.measurement)
+    except ValueError as exc:
+        return _fail("signers init", AdminError(f"invalid --measurement: {exc}: expected hex"))
+    attestation = AttestationSettings(
+        mode=AttestationMode(args.attestation), measurements=measurements
+    )
+
+    def progress(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    address = getattr(args, "address", None) or "auto"
+    try:
+        if not ray.is_initialized():
+            ray.init(address=address, namespace=NAMESPACE)
+        start_mesh(
+            args.state_dir,
+            args.signers,
+            args.threshold,
+            progress=progress,
+            attestation=attestation,
+            detached=True,
+            timeout=CALL_TIMEOUT_SECONDS,
+            coordinator_state_dir=args.coordinator_state_dir,
+        )
+    except (ValueError, ConnectionError, MeshError, TimeoutError) as exc:
+        return _fail("signers init", exc)
+    except Exception as exc:  # noqa: BLE001 -- Ray errors: report them with their cause
+        cause = getattr(exc, "cause", None)
+        return _fail("signers init", cause if isinstance(cause, BaseException) else exc)
     return 0
 
 

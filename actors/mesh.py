@@ -1,8 +1,10 @@
 """Start the signer mesh on Ray, or connect to one that is running.
 
-``start_mesh`` creates the n signer actors and the coordinator, and either runs key generation
-(when no signer has a sealed signing share) or reuses the sealed shares. Any other driver
-reaches the running coordinator by name with ``connect`` or ``get_coordinator``.
+``start_mesh`` creates the coordinator, then the n signer actors with the coordinator's public
+key, attaches them to the coordinator, and either runs key generation (when no signer has a
+sealed signing share) or reuses the sealed shares. The driver reads no state files, so it can run
+on a node without the coordinator's or the signers' folders (a Ray Job pod, for instance). Any
+other driver reaches the running coordinator by name with ``connect`` or ``get_coordinator``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from actors.caller_auth import load_or_create_coordinator_key, public_key_bytes
 from actors.coordinator import COORDINATOR_ACTOR_NAME, CoordinatorSettings
 from actors.coordinator_actor import coordinator_actor
 from actors.errors import MeshError
@@ -27,6 +28,16 @@ from actors.signer import NAMESPACE, signer_actor
 ProgressCallback = Callable[[str], None]
 
 
+class CoordinatorKeyMismatch(MeshError):
+    """Running signers accept call tokens from another key than the coordinator's."""
+
+
+# Strong handles of the non-detached signers this driver created. Ray destroys a non-detached
+# actor once no strong handle is left. A restarted coordinator finds the signers through
+# ray.get_actor, whose handles are weak, so the driver keeps these for as long as it runs.
+_driver_signer_handles: dict[int, Any] = {}
+
+
 def start_mesh(
     state_dir: str | Path,
     n: int = 3,
@@ -38,19 +49,23 @@ def start_mesh(
     fault_domains: Mapping[int, str] | None = None,
     detached: bool = False,
     timeout: float = 120.0,
+    coordinator_state_dir: str | Path | None = None,
 ) -> Any:
-    """Create the signers ``ztmint-signer-1..n`` and the coordinator, generating keys if needed.
+    """Create the coordinator and the signers ``ztmint-signer-1..n``, generating keys if needed.
 
     A signer whose sealed share is missing still starts, in state ``needs_repair``, as long as
     at least ``t`` others have theirs. ``progress`` names it, and the coordinator signs without
     it until ``ztmint signers repair`` rebuilds its share.
 
     Ray must be initialised already (``ray.init`` or ``connect``). Actors that exist already
-    under these names are reused. The coordinator's caller-authentication key is created in
-    ``state_dir`` if missing, and its public key is handed to every signer at creation.
+    under these names are reused. First the coordinator starts and loads or creates its
+    caller-authentication key in ``coordinator_state_dir`` on its own node. Then each signer
+    is created with the coordinator's public key and attached to the coordinator. Last, key
+    generation runs, or the sealed shares are reused. This driver never opens ``state_dir``
+    or ``coordinator_state_dir``, because both paths are read on the nodes the actors run on.
 
     Args:
-        state_dir: folder with the sealed shares and sealing keys, visible to every signer.
+        state_dir: folder with the sealed shares and sealing keys, on each signer's node.
         n: number of signers.
         t: threshold: signers needed per signature.
         progress: called with a one-line message at each step of start-up and key generation.
@@ -60,6 +75,8 @@ def start_mesh(
             to any confidential node.
         detached: keep the actors alive after this driver exits.
         timeout: seconds to wait for each step.
+        coordinator_state_dir: folder with the sealed coordinator key, on the coordinator's
+            node; ``state_dir`` when None.
 
     Returns:
         The coordinator's actor handle.
@@ -67,6 +84,7 @@ def start_mesh(
     Raises:
         MeshError: some signers have sealed shares but fewer than ``t``, or their threshold
             differs from ``t``.
+        CoordinatorKeyMismatch: running signers accept another coordinator key.
         DkgError: key generation failed; the error names the signer.
     """
     import ray
@@ -76,10 +94,16 @@ def start_mesh(
     report = progress or (lambda _message: None)
     identifiers = list(range(1, n + 1))
     pinned = fault_domains or {}
-    Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    # The driver unseals the coordinator key once, to learn and pass on its public half.
-    coordinator_key = public_key_bytes(load_or_create_coordinator_key(state_dir))
+    coordinator = coordinator_actor(
+        identifiers,
+        state_dir if coordinator_state_dir is None else coordinator_state_dir,
+        settings,
+        attestation,
+        detached=detached,
+    )
+    coordinator_key: bytes = ray.get(coordinator.caller_public_key.remote(), timeout=timeout)
+    report("coordinator started")
     signers = {
         i: signer_actor(
             i,
@@ -91,6 +115,12 @@ def start_mesh(
         )
         for i in identifiers
     }
+    if not detached:
+        _driver_signer_handles.update(signers)
+    accepted_keys: list[bytes] = ray.get(
+        [s.coordinator_public_key.remote() for s in signers.values()], timeout=timeout
+    )
+    _check_coordinator_key(dict(zip(identifiers, accepted_keys, strict=True)), coordinator_key)
     infos: list[SignerInfo] = ray.get(
         [s.describe.remote() for s in signers.values()], timeout=timeout
     )
@@ -102,7 +132,7 @@ def start_mesh(
         report(OFF_WARNING)
     with_share = _check_sealed_shares(infos, t)
 
-    coordinator = coordinator_actor(signers, state_dir, settings, attestation, detached=detached)
+    ray.get(coordinator.attach.remote(signers), timeout=timeout)
     if with_share:
         report(f"loaded sealed shares of signers {with_share}; skipping key generation")
         without_share = [i for i in identifiers if i not in with_share]
@@ -119,6 +149,18 @@ def start_mesh(
     ray.get(coordinator.refresh.remote(), timeout=timeout)
     report("coordinator ready")
     return coordinator
+
+
+def _check_coordinator_key(accepted_keys: Mapping[int, bytes], coordinator_key: bytes) -> None:
+    stale = sorted(i for i, key in accepted_keys.items() if key != coordinator_key)
+    if stale:
+        raise CoordinatorKeyMismatch(
+            f"signers {stale} accept call tokens from another coordinator key than the running "
+            "coordinator's, so they would reject its calls. The coordinator's state folder was "
+            "lost or it moved to another node. Stop those signer actors with "
+            "ray.kill(handle, no_restart=True) and run start_mesh (`ztmint signers init`) again: "
+            "the signers reload their sealed shares and accept the new key"
+        )
 
 
 def _check_sealed_shares(infos: list[SignerInfo], t: int) -> list[int]:

@@ -465,7 +465,9 @@ class SignerActor(SignerActorLifecycle):
         from actors.metrics import RayMeshMetrics
 
         path = Path(state_dir)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings = attestation or AttestationSettings()
+        self._coordinator_public_key = bytes(coordinator_public_key)
         self._core = SignerCore(
             identifier,
             ShareStore(path, FileSealingKeyProvider(path)),
@@ -480,6 +482,10 @@ class SignerActor(SignerActorLifecycle):
 
     def _record_pool_depth(self) -> None:
         self._metrics.pool_depth(self._core.identifier, self._core.describe().pool_depth)
+
+    def coordinator_public_key(self) -> bytes:
+        """Return the coordinator key this signer accepts call tokens from (no token needed)."""
+        return self._coordinator_public_key
 
     def describe(self) -> SignerInfo:
         """Return the signer's public state with the Ray node it runs on (no token needed)."""

@@ -3,8 +3,13 @@
 Starts a head node and four worker raylets with ``ray.cluster_utils.Cluster``: three carry
 ``ztmint.io/node-group=confidential`` and fault domains fd-1..fd-3, and the head and one
 worker carry no labels. It starts a 2-of-3 mesh with one signer pinned per fault domain,
-mints, removes the node of one signer (not the coordinator's), mints again, and prints one
-JSON line with what it saw.
+mints, removes the node of one signer (not the coordinator's) and mints again. Then it kills
+the coordinator so that Ray restarts it, mints once more, and prints one JSON line with what
+it saw.
+
+The signers' state folder and the coordinator's state folder are different folders, as on a
+cluster where each node has its own volume; both must already contain the same development
+SEV-SNP chain.
 """
 
 from __future__ import annotations
@@ -61,7 +66,20 @@ def _wait_until_unreachable(handle: object) -> None:
     raise AssertionError(f"signer still reachable {CALL_TIMEOUT} s after its node was removed")
 
 
-def main(state_dir: str) -> None:
+def _wait_for_restart(coordinator: object, old_epoch: str) -> str:
+    """Call epoch until the restarted coordinator returns a new one, waiting on Ray's replies."""
+    deadline = time.monotonic() + CALL_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            epoch = ray.get(coordinator.epoch.remote(), timeout=CALL_TIMEOUT)
+        except ray.exceptions.RayActorError:
+            continue
+        if epoch != old_epoch:
+            return epoch
+    raise AssertionError(f"coordinator did not restart within {CALL_TIMEOUT} s")
+
+
+def main(state_dir: str, coordinator_state_dir: str) -> None:
     cluster = Cluster(initialize_head=True, head_node_args=dict(NODE_ARGUMENTS))
     confidential = {}
     for domain in ("fd-1", "fd-2", "fd-3"):
@@ -73,7 +91,14 @@ def main(state_dir: str) -> None:
 
     settings = CoordinatorSettings(sign_timeout=5.0, call_timeout=5.0, refill_interval=3600.0)
     pinned = {1: "fd-1", 2: "fd-2", 3: "fd-3"}
-    coordinator = start_mesh(state_dir, n=3, t=2, settings=settings, fault_domains=pinned)
+    coordinator = start_mesh(
+        state_dir,
+        n=3,
+        t=2,
+        settings=settings,
+        fault_domains=pinned,
+        coordinator_state_dir=coordinator_state_dir,
+    )
     before = ray.get(coordinator.status.remote(), timeout=CALL_TIMEOUT)
     coordinator_node = ray.get(coordinator.node_id.remote(), timeout=CALL_TIMEOUT)
     first = [_mint(coordinator, f"jti-before-{n}") for n in range(3)]
@@ -85,6 +110,13 @@ def main(state_dir: str) -> None:
     after_mints = [_mint(coordinator, f"jti-after-{n}") for n in range(3)]
     after = ray.get(coordinator.status.remote(), timeout=CALL_TIMEOUT)
 
+    key_before_restart = ray.get(coordinator.caller_public_key.remote(), timeout=CALL_TIMEOUT)
+    epoch_before_restart = ray.get(coordinator.epoch.remote(), timeout=CALL_TIMEOUT)
+    ray.kill(coordinator, no_restart=False)
+    _wait_for_restart(coordinator, epoch_before_restart)
+    key_after_restart = ray.get(coordinator.caller_public_key.remote(), timeout=CALL_TIMEOUT)
+    restarted_mints = [_mint(coordinator, f"jti-restarted-{n}") for n in range(2)]
+
     result = {
         "nodes": {domain: node.node_id for domain, node in confidential.items()},
         "head": cluster.head_node.node_id,
@@ -95,6 +127,8 @@ def main(state_dir: str) -> None:
         "victim": victim["identifier"],
         "after_mints": after_mints,
         "after": after,
+        "key_kept_after_restart": key_before_restart == key_after_restart,
+        "restarted_mints": restarted_mints,
     }
     print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
     ray.shutdown()
@@ -102,4 +136,4 @@ def main(state_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])
