@@ -2,7 +2,8 @@
 
 Routes:
 
-- ``POST /register`` and ``POST /register/complete``: enroll a WebAuthn credential.
+- ``POST /register`` and ``POST /register/complete``: enroll a WebAuthn credential; unless
+  enrollment is open, ``/register`` needs an invitation (``mint.invitations``).
 - ``POST /assert``: get a one-time challenge bound to scopes, audience and TTL.
 - ``POST /mint``: exchange the assertion over that challenge for a token and receipt.
 - ``GET /.well-known/jwks.json``: the group key (EdDSA) and the receipt key (ES256).
@@ -10,6 +11,9 @@ Routes:
 - ``GET /metrics``: Prometheus metrics (``mint.metrics``).
 - ``GET /ui/``: the enrollment and mint page (``mint.web``).
 - ``GET /openapi.json``: the OpenAPI document (``mint.api_models``).
+
+Before any route runs, ``mint.http_guard.RequestAdmission`` applies the per-client rate limit
+(429 ``rate_limited``) and the body size limit (413 ``request_too_large``) to every POST.
 
 Every rejection is a 4xx, 500 or 503 JSON body ``{"error": <reason code>, "message": <detail>}``
 with an ``X-Request-Id`` header, mapped in ``_error_response`` only. Logs carry the request
@@ -30,7 +34,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mint.api_models import (
@@ -52,6 +56,8 @@ from mint.audit import AuditLog, checkpoint_signer
 from mint.breakglass import BreakGlassService
 from mint.breakglass_http import add_breakglass_routes
 from mint.errors import STATUS_BY_REASON, MintError, MintReason, Throttled
+from mint.http_guard import ClientRateLimiter, RejectionSampler, RejectionSummary, RequestAdmission
+from mint.invitations import EnrollmentMode
 from mint.kms_select import open_receipt_key_ring
 from mint.limits import build_guard
 from mint.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -84,9 +90,12 @@ class _Body(BaseModel):
 
 
 class RegisterBody(_Body):
-    """Body of ``POST /register``."""
+    """Body of ``POST /register``: the user and, unless enrollment is open, an invitation."""
 
     user: UserId
+    invitation: StrictStr | None = Field(
+        default=None, max_length=128, description="invitation code from `ztmint users invite`"
+    )
 
 
 class RegisterCompleteBody(_Body):
@@ -119,6 +128,32 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
     """Build the FastAPI application serving ``service``."""
     app = FastAPI(title="ztmint mint", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    if settings.enrollment is EnrollmentMode.OPEN:
+        log.warning(
+            "event=open_enrollment anyone who reaches /register can enroll a key for a user "
+            "without a credential; set ZTMINT_ENROLLMENT=invitation outside development"
+        )
+    sampler = RejectionSampler(per_window=settings.rejection_audit_per_minute)
+    clock = service.clock
+
+    def audit_http_rejection(client: str, path: str, reason: MintReason) -> None:
+        operation = _OPERATION_BY_PATH.get(path, path)
+        audit_now, summaries = sampler.observe((client, operation, reason.value), clock())
+        if audit_now:
+            service.record_rejection({"operation": operation, "reason": reason.value})
+        else:
+            service.guard.record_refusal(reason)
+        for summary in summaries:
+            service.record_rejection_summary(_summary_fields(summary))
+
+    limiter = ClientRateLimiter(settings.client_rate) if settings.client_rate else None
+    app.add_middleware(
+        RequestAdmission,
+        max_body_bytes=settings.max_body_bytes,
+        limiter=limiter,
+        clock=clock,
+        on_reject=audit_http_rejection,
+    )
 
     @app.middleware("http")
     async def request_id_middleware(
@@ -151,11 +186,12 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
     async def validation_error_handler(
         request: Request, exc: RequestValidationError
     ) -> JSONResponse:
-        message = _describe_validation_errors(exc)
-        operation = _OPERATION_BY_PATH.get(request.url.path, request.url.path)
-        service.record_rejection(
-            {"operation": operation, "reason": MintReason.REQUEST_INVALID.value}
-        )
+        if request.url.path not in _OPERATION_BY_PATH and request.method in ("GET", "HEAD"):
+            # A bad query parameter of a page: nothing to audit, and no body was sent.
+            message = _describe_validation_errors(exc, "query")
+            return _error_response(request, MintReason.REQUEST_INVALID, message, 400)
+        message = _describe_validation_errors(exc, "body")
+        audit_http_rejection(_client_of(request), request.url.path, MintReason.REQUEST_INVALID)
         return _error_response(request, MintReason.REQUEST_INVALID, message, 400)
 
     @app.exception_handler(StarletteHTTPException)
@@ -166,7 +202,7 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
         message = f"{request.method} {request.url.path} rejected: {exc.detail}"
         operation = _OPERATION_BY_PATH.get(request.url.path)
         if operation is not None and reason is MintReason.REQUEST_INVALID:
-            service.record_rejection({"operation": operation, "reason": reason.value})
+            audit_http_rejection(_client_of(request), request.url.path, reason)
         response = _error_response(request, reason, message, STATUS_BY_REASON[reason])
         response.headers.update(exc.headers or {})
         return response
@@ -183,7 +219,7 @@ def create_app(service: MintService, settings: Settings) -> FastAPI:
 
     @app.post("/register", response_model=ChallengeResponse, responses=error_responses())
     def register(body: RegisterBody) -> dict[str, Any]:
-        started = service.begin_registration(body.user)
+        started = service.begin_registration(body.user, body.invitation)
         return {
             "challenge_id": started.challenge_id,
             "expires_at": started.expires_at,
@@ -255,6 +291,8 @@ def service_from_settings(
     checkpoints the KMS key signs. When ``shipping`` is given, every audit append is handed to
     it and its backlog metrics join the mint's /metrics; the caller starts and stops it.
     """
+    if not settings.state_dir.exists():
+        settings.state_dir.mkdir(mode=0o700, parents=True)
     roots: tuple[bytes, ...] = ()
     if settings.attestation_roots is not None:
         roots = load_trust_roots(Path(settings.attestation_roots).read_bytes())
@@ -283,6 +321,7 @@ def service_from_settings(
         clock=clock,
         random_bytes=random_bytes,
         guard=guard,
+        enrollment=settings.enrollment,
     )
     service.breakglass = BreakGlassService(
         mint=service,
@@ -316,10 +355,33 @@ def _error_response(
     )
 
 
-def _describe_validation_errors(exc: RequestValidationError) -> str:
-    """Describe what is wrong with the body without echoing the values sent."""
+def _describe_validation_errors(exc: RequestValidationError, part: str) -> str:
+    """Describe what is wrong with the body or query without echoing the values sent."""
     problems = []
     for error in exc.errors()[:5]:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        problems.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+        if error.get("type") == "json_invalid":
+            position = error.get("ctx", {}).get("position")
+            if position is None and len(error.get("loc", ())) > 1:
+                position = error["loc"][1]
+            return f"request body is not valid JSON at character {position}"
+        location = ".".join(str(part) for part in error.get("loc", ())[1:])
+        problems.append(f"{location or part}: {error.get('msg', 'invalid')}")
+    if part == "query":
+        return "query parameter is invalid: " + "; ".join(problems)
     return "request body is invalid: " + "; ".join(problems)
+
+
+def _client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _summary_fields(summary: RejectionSummary) -> dict[str, Any]:
+    client, operation, reason = summary.key
+    return {
+        "operation": operation,
+        "reason": reason,
+        "client": client,
+        "repeated": summary.suppressed,
+        "window_start": int(summary.window_start),
+        "window_seconds": int(summary.window_seconds),
+    }

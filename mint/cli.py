@@ -25,6 +25,7 @@ from mint.kms import KmsError
 from mint.rotation import add_kms_parser
 from mint.softkey import SoftKeyError
 from mint.stack import add_arguments as stack_arguments
+from mint.users_cli import add_users_parser
 
 DEFAULT_URL = "http://localhost:8080"
 DEFAULT_KEY_FILE = Path("~/.config/ztmint/softkey.json")
@@ -82,7 +83,7 @@ def _authenticator_from_args(args: argparse.Namespace) -> Authenticator:
 def run_enroll(args: argparse.Namespace) -> int:
     """Register a new credential for ``--user`` with the chosen authenticator."""
     authenticator = _authenticator_from_args(args)
-    result = enroll(args.url, args.user, authenticator)
+    result = enroll(args.url, args.user, authenticator, args.invitation)
     print(f"enrolled user {result['user']} credential {result['credential_id']}")
     return 0
 
@@ -131,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     enroll = commands.add_parser("enroll", help="register a security key with the mint")
     _add_client_arguments(enroll)
+    enroll.add_argument(
+        "--invitation",
+        default=os.environ.get("ZTMINT_INVITATION") or None,
+        help="invitation code from an operator's `ztmint users invite`; default "
+        "$ZTMINT_INVITATION. Needed unless the mint runs with open enrollment",
+    )
     enroll.set_defaults(handler=run_enroll)
 
     token = commands.add_parser("token", help="mint a token and print it with its receipt")
@@ -155,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=run_token)
 
     add_audit_parser(commands)
+    add_users_parser(commands)
     add_breakglass_parser(commands)
     add_kms_parser(commands)
 

@@ -58,10 +58,19 @@ def post_json(client: httpx.Client, path: str, body: Mapping[str, Any]) -> dict[
     return payload
 
 
-def enroll(url: str, user: str, authenticator: Authenticator) -> dict[str, Any]:
-    """Register a new credential of ``authenticator`` for ``user``; return the mint's answer."""
+def enroll(
+    url: str, user: str, authenticator: Authenticator, invitation: str | None = None
+) -> dict[str, Any]:
+    """Register a new credential of ``authenticator`` for ``user`` and return the mint's response.
+
+    ``invitation`` is the code from ``ztmint users invite``; only a mint with open enrollment
+    accepts None.
+    """
+    body: dict[str, Any] = {"user": user}
+    if invitation is not None:
+        body["invitation"] = invitation
     with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client:
-        started = post_json(client, "/register", {"user": user})
+        started = post_json(client, "/register", body)
         credential = authenticator.register(started["publicKey"])
         return post_json(
             client,

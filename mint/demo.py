@@ -32,6 +32,7 @@ from authz.jose import b64url_encode
 from authz.jwk import okp_ed25519_jwk, thumbprint
 from mint import audit
 from mint.client import enroll, mint_token
+from mint.invitations import create_invitation
 from mint.kms import LocalKms, issue_receipt
 from mint.settings import Settings
 from mint.softkey import SoftwareAuthenticator
@@ -173,7 +174,11 @@ def run(args: argparse.Namespace) -> int:
         coordinator = get_coordinator()
         print("2. enrolling a software authenticator (development stand-in for a YubiKey)")
         authenticator = SoftwareAuthenticator(state_dir / "softkey.json", origin=endpoints.mint_url)
-        enroll(endpoints.mint_url, DEMO_USER, authenticator)
+        # The same call as `ztmint users invite`, on the demo mint's database.
+        store = SqliteStore(_mint_settings(stack).database_path)
+        code = create_invitation(store, DEMO_USER, 3600, int(time.time()), os.urandom)
+        print(f"   operator: ztmint users invite --user {DEMO_USER} (valid for 1 h)")
+        enroll(endpoints.mint_url, DEMO_USER, authenticator, code)
         print(f"   enrolled {DEMO_USER}")
 
         print("3. minting a 15-minute token for scope orders:read, audience orders")

@@ -53,6 +53,8 @@ class MintReason(StrEnum):
     BREAKGLASS_APPROVAL_INVALID = "breakglass_approval_invalid"
     BREAKGLASS_TTL_EXCEEDS_GRANT = "breakglass_ttl_exceeds_grant"
     GUARDIAN_UNKNOWN = "guardian_unknown"
+    INVITATION_INVALID = "invitation_invalid"
+    REQUEST_TOO_LARGE = "request_too_large"
 
 
 STATUS_BY_REASON: dict[MintReason, int] = {
@@ -96,6 +98,8 @@ STATUS_BY_REASON: dict[MintReason, int] = {
     MintReason.BREAKGLASS_APPROVAL_INVALID: 403,
     MintReason.BREAKGLASS_TTL_EXCEEDS_GRANT: 400,
     MintReason.GUARDIAN_UNKNOWN: 403,
+    MintReason.INVITATION_INVALID: 403,
+    MintReason.REQUEST_TOO_LARGE: 413,
 }
 
 
@@ -126,6 +130,10 @@ class ChallengeRejected(MintError):
 
 class CredentialRejected(MintError):
     """The credential is unknown, already registered, or flagged as possibly cloned."""
+
+
+class InvitationRejected(MintError):
+    """The enrollment invitation is unknown, used, expired or issued for another user."""
 
 
 class AttestationRejected(MintError):

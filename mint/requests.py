@@ -88,7 +88,12 @@ def check_token_request(scopes: object, audience: object, ttl_seconds: object) -
     if not MIN_TTL_SECONDS <= ttl_seconds <= MAX_TTL_SECONDS:
         raise RequestInvalid(
             MintReason.TTL_OUT_OF_RANGE,
-            f"ttl_seconds is {ttl_seconds}; expected {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS} "
-            "(5 to 60 minutes)",
+            f"ttl_seconds is {_shorten(str(ttl_seconds))}; "
+            f"expected {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS} (5 to 60 minutes)",
         )
     return TokenRequest(tuple(scopes), audience, ttl_seconds)
+
+
+def _shorten(text: str, limit: int = 20) -> str:
+    """Return ``text`` cut to ``limit`` characters, marking the cut, for echoing input."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} digits)"

@@ -176,7 +176,7 @@ def build_server(settings: Settings, server: ServerSettings, signer: Any) -> tup
     from mint.oci_sinks import ShipError
     from mint.shipping import AuditShipping, ShippingStateCorrupt
 
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     shipping = None
     try:
         if settings.shipping is not None:

@@ -17,12 +17,16 @@ Steps 1-2 reject without writing anything except the audit record of the rejecti
 writes on purpose: a consumed challenge cannot be used again even if signing fails, and a
 counter regression flags the credential as possibly cloned.
 
+Enrollment needs an invitation (``mint.invitations``) unless the service runs with
+``EnrollmentMode.OPEN``, which is for development only. The user row is created together with
+the first credential at ``/register/complete``, so ``/register`` writes at most a challenge,
+and expired challenges are deleted, a bounded batch at each new challenge.
+
 Limitations:
-    Enrollment is trust on first use: anyone who can reach ``/register`` can enroll a key for a
-    user name that has no credential yet, so deploy the mint behind the company's single
-    sign-on. A user has at most one credential, and two concurrent first enrollments for
-    the same name can both succeed. Rate limits, circuit breakers and the OPA mint policy
-    apply only when a ``MintGuard`` with them is passed in (``mint.limits.build_guard``).
+    In open enrollment anyone who can reach ``/register`` can enroll a key for a user name
+    that has no credential yet, and two concurrent first enrollments for the same name can
+    both succeed. Rate limits, circuit breakers and the OPA mint policy apply only when a
+    ``MintGuard`` with them is passed in (``mint.limits.build_guard``).
 """
 
 from __future__ import annotations
@@ -49,9 +53,16 @@ from mint.errors import (
     AssertionRejected,
     ChallengeRejected,
     CredentialRejected,
+    InvitationRejected,
     MintError,
     MintReason,
     ServiceUnavailable,
+)
+from mint.invitations import (
+    DEFAULT_INVITATION_TTL_SECONDS,
+    EnrollmentMode,
+    create_invitation,
+    find_usable_invitation,
 )
 from mint.kms import KmsError, ReceiptSigner, issue_receipt
 from mint.limits import MintGuard
@@ -64,6 +75,7 @@ from mint.store import (
     ConsumeStatus,
     Credential,
     CredentialExists,
+    EnrollStatus,
     SignCountStatus,
     Store,
 )
@@ -87,10 +99,18 @@ CHALLENGE_SIZE = 32
 CHALLENGE_ID_SIZE = 16
 USER_HANDLE_SIZE = 32
 JTI_SIZE = 16
+# Expired challenges stay this long so that a late retry still gets challenge_expired.
+CHALLENGE_PURGE_GRACE_SECONDS = 600
+CHALLENGE_PURGE_BATCH = 100
 
 EVENT_CREDENTIAL_REGISTERED = "credential_registered"
 EVENT_TOKEN_MINTED = "token_minted"  # noqa: S105 (an event name, not a secret)
 EVENT_REQUEST_REJECTED = "request_rejected"
+_INVITATION_INVALID_DETAIL = (
+    "the invitation is unknown, used, expired or issued for another user; "
+    "ask an operator for a new one (`ztmint users invite --user USER`)"
+)
+_USER_HANDLE_LABEL = b"ztmint user handle\x00"
 
 Admission = Callable[[str, TokenRequest, int], Mapping[str, Any]]
 """Decides instead of ``MintGuard.admit`` whether ``(user, request, now)`` may be minted.
@@ -158,6 +178,7 @@ class MintService:
         random_bytes: cryptographically secure random bytes.
         guard: rate limits, circuit breakers, the mint policy and metrics; default metrics
             only, with no limit or policy applied.
+        enrollment: ``INVITATION`` (default) or ``OPEN`` (development only).
     """
 
     def __init__(
@@ -172,14 +193,17 @@ class MintService:
         clock: Callable[[], float],
         random_bytes: Callable[[int], bytes],
         guard: MintGuard | None = None,
+        enrollment: EnrollmentMode = EnrollmentMode.INVITATION,
     ) -> None:
         self._store = store
+        self.enrollment = enrollment
         self._signer = signer
         self._receipt_signer = receipt_signer
         self._audit = audit
         self._rp = relying_party
         self._issuer = issuer
         self._clock = clock
+        self.clock = clock
         self._random_bytes = random_bytes
         self.guard = guard if guard is not None else MintGuard.unguarded()
         # Set by mint.app.service_from_settings; None serves no break-glass routes.
@@ -194,25 +218,54 @@ class MintService:
         """Return the JWKS document with the group key and the published receipt keys."""
         return jwks_document([self._group_key], published_receipt_keys(self._receipt_signer))
 
-    def begin_registration(self, user: str) -> ChallengeOptions:
-        """Issue a registration challenge and the WebAuthn creation options for ``user``."""
+    def invite(self, user: str, ttl_seconds: int = DEFAULT_INVITATION_TTL_SECONDS) -> str:
+        """Create an enrollment invitation for ``user`` and return its one-time code.
+
+        Raises:
+            RequestInvalid: when ``user`` is not a valid user id.
+            ValueError: when ``ttl_seconds`` is out of range (``mint.invitations``).
+        """
+        user = check_user(user)
+        code = create_invitation(
+            self._store, user, ttl_seconds, int(self._clock()), self._random_bytes
+        )
+        log.info("event=invitation_created sub=%s ttl_seconds=%d", user, ttl_seconds)
+        return code
+
+    def begin_registration(self, user: str, invitation: str | None = None) -> ChallengeOptions:
+        """Issue a registration challenge and the WebAuthn creation options for ``user``.
+
+        In invitation mode the invitation is checked first, and whether the user exists or
+        is enrolled is not revealed. A user who already has a credential may enroll another
+        one with an invitation, for example after a credential was flagged as cloned.
+        """
         fields: dict[str, Any] = {"operation": "register"}
         with self._recording_rejections(fields):
             user = check_user(user)
             fields["sub"] = user
             now = int(self._clock())
+            if self.enrollment is EnrollmentMode.INVITATION:
+                found = None
+                if isinstance(invitation, str):
+                    found = find_usable_invitation(self._store, invitation, user, now)
+                if found is None:
+                    raise InvitationRejected(
+                        MintReason.INVITATION_INVALID, _INVITATION_INVALID_DETAIL
+                    )
+                digest = found.code_sha256
+            else:
+                if self._store.credentials_for_user(user):
+                    raise CredentialRejected(
+                        MintReason.CREDENTIAL_EXISTS,
+                        f"user {user!r} already has a credential; a second one needs an "
+                        "invitation, which open enrollment does not use",
+                    )
+                digest = _user_digest(user)
+            challenge = self._new_challenge(ChallengeKind.REGISTRATION, user, digest)
             existing = self._store.get_user(user)
-            if existing is not None and self._store.credentials_for_user(user):
-                raise CredentialRejected(
-                    MintReason.CREDENTIAL_EXISTS,
-                    f"user {user!r} already has a credential; a second one is not supported",
-                )
-            handle = self._random_bytes(USER_HANDLE_SIZE) if existing is None else b""
-            stored_user = self._store.ensure_user(user, handle, now)
-            challenge = self._new_challenge(ChallengeKind.REGISTRATION, user, _user_digest(user))
-            options = creation_options(
-                self._rp, user, stored_user.user_handle, challenge.challenge, []
-            )
+            handle = existing.user_handle if existing else _new_user_handle(challenge.challenge)
+            excluded = self._store.credentials_for_user(user) if existing else []
+            options = creation_options(self._rp, user, handle, challenge.challenge, excluded)
             log.info(
                 "event=registration_started sub=%s challenge_id=%s", user, challenge.challenge_id
             )
@@ -221,21 +274,18 @@ class MintService:
     def complete_registration(
         self, challenge_id: str, credential: Mapping[str, Any]
     ) -> RegistrationResult:
-        """Verify the WebAuthn attestation and store the credential."""
+        """Verify the WebAuthn attestation and store the credential.
+
+        In invitation mode the invitation is used up in the transaction that stores the
+        credential, so a registration that fails leaves it usable until it expires.
+        """
         fields: dict[str, Any] = {"operation": "register_complete"}
         with self._recording_rejections(fields):
             response = parse_registration_response(credential)
             challenge = self._usable_challenge(challenge_id, ChallengeKind.REGISTRATION)
-            fields["sub"] = challenge.user_id
-            if not hmac.compare_digest(challenge.request_digest, _user_digest(challenge.user_id)):
-                raise ChallengeRejected(
-                    MintReason.CHALLENGE_MISMATCH, "challenge was issued for another request"
-                )
-            if self._store.credentials_for_user(challenge.user_id):
-                raise CredentialRejected(
-                    MintReason.CREDENTIAL_EXISTS,
-                    f"user {challenge.user_id!r} already has a credential",
-                )
+            user = challenge.user_id
+            fields["sub"] = user
+            invitation_sha256 = self._registration_invitation(challenge)
             registered = verify_registration(self._rp, response, challenge.challenge)
             if self._store.get_credential(registered.credential_id) is not None:
                 raise CredentialRejected(
@@ -245,7 +295,7 @@ class MintService:
             self._consume(challenge_id, ChallengeKind.REGISTRATION, now)
             record = Credential(
                 credential_id=registered.credential_id,
-                user_id=challenge.user_id,
+                user_id=user,
                 public_key_cose=registered.public_key_cose,
                 sign_count=registered.sign_count,
                 aaguid=registered.aaguid,
@@ -255,26 +305,49 @@ class MintService:
                 attestation_type=registered.attestation_type,
                 created_at=now,
             )
+            existing = self._store.get_user(user)
+            handle = existing.user_handle if existing else _new_user_handle(challenge.challenge)
             try:
-                self._store.add_credential(record)
+                status = self._store.enroll_credential(record, handle, invitation_sha256, now)
             except CredentialExists as exc:
                 raise CredentialRejected(MintReason.CREDENTIAL_EXISTS, str(exc)) from exc
+            if status is EnrollStatus.INVITATION_INVALID:
+                raise InvitationRejected(MintReason.INVITATION_INVALID, _INVITATION_INVALID_DETAIL)
             credential_id = b64url_encode(registered.credential_id)
             self._append_audit(
                 EVENT_CREDENTIAL_REGISTERED,
                 {
-                    "sub": challenge.user_id,
+                    "sub": user,
                     "credential_id": credential_id,
                     "aaguid": registered.aaguid.hex(),
                     "attestation_type": registered.attestation_type,
+                    "enrollment": self.enrollment.value,
                 },
             )
-            log.info(
-                "event=credential_registered sub=%s credential_id=%s",
-                challenge.user_id,
-                credential_id,
-            )
-            return RegistrationResult(challenge.user_id, credential_id, registered.attestation_type)
+            log.info("event=credential_registered sub=%s credential_id=%s", user, credential_id)
+            return RegistrationResult(user, credential_id, registered.attestation_type)
+
+    def _registration_invitation(self, challenge: Challenge) -> bytes | None:
+        """Return the invitation digest a registration challenge is bound to (None when open).
+
+        An invitation-mode challenge stores the SHA-256 of its invitation code as its request
+        digest; an open-mode challenge stores the digest of its user id.
+        """
+        if self.enrollment is EnrollmentMode.OPEN:
+            if not hmac.compare_digest(challenge.request_digest, _user_digest(challenge.user_id)):
+                raise ChallengeRejected(
+                    MintReason.CHALLENGE_MISMATCH, "challenge was issued for another request"
+                )
+            if self._store.credentials_for_user(challenge.user_id):
+                raise CredentialRejected(
+                    MintReason.CREDENTIAL_EXISTS,
+                    f"user {challenge.user_id!r} already has a credential",
+                )
+            return None
+        invitation = self._store.get_invitation(challenge.request_digest)
+        if invitation is None or not invitation.is_usable(challenge.user_id, int(self._clock())):
+            raise InvitationRejected(MintReason.INVITATION_INVALID, _INVITATION_INVALID_DETAIL)
+        return invitation.code_sha256
 
     def begin_assertion(
         self, user: str, scopes: object, audience: object, ttl_seconds: object
@@ -366,6 +439,14 @@ class MintService:
         self.guard.record_refusal(MintReason(fields.get("reason", MintReason.REQUEST_INVALID)))
         self._append_rejection(dict(fields))
 
+    def record_rejection_summary(self, fields: Mapping[str, Any]) -> None:
+        """Append one ``request_rejected`` record counting ``fields["repeated"]`` rejections.
+
+        The HTTP layer audits the first rejections of a kind from one client each minute one
+        by one and the rest through this summary (``mint.http_guard.RejectionSampler``).
+        """
+        self._append_rejection(dict(fields))
+
     def _issue(
         self,
         user: str,
@@ -452,6 +533,9 @@ class MintService:
             challenge=self._random_bytes(CHALLENGE_SIZE),
             request_digest=digest,
             expires_at=int(self._clock()) + CHALLENGE_TTL_SECONDS,
+        )
+        self._store.purge_expired_challenges(
+            int(self._clock()) - CHALLENGE_PURGE_GRACE_SECONDS, CHALLENGE_PURGE_BATCH
         )
         self._store.add_challenge(challenge)
         return challenge
@@ -568,6 +652,16 @@ class MintService:
 
 def _user_digest(user: str) -> bytes:
     return hashlib.sha256(canonical_json({"register": user})).digest()
+
+
+def _new_user_handle(registration_challenge: bytes) -> bytes:
+    """Derive a new user's WebAuthn user handle from the random registration challenge.
+
+    Deriving it lets ``/register/complete`` create the user row with the handle the
+    authenticator was given, without ``/register`` writing a user row first. The handle is
+    random and carries no personal information (WebAuthn Level 3 section 14.6.1).
+    """
+    return hashlib.sha256(_USER_HANDLE_LABEL + registration_challenge).digest()
 
 
 def _request_fields(request: TokenRequest) -> dict[str, Any]:

@@ -19,6 +19,16 @@ Variables (all optional):
 - ``ZTMINT_AUDIT_ORIGIN``: origin line of the audit log's signed checkpoints; default the
   issuer's host and path followed by ``/audit``. Replicas with separate logs need distinct
   origins.
+- ``ZTMINT_ENROLLMENT``: ``invitation`` (default) or ``open``. With ``invitation``, enrolling
+  needs an invitation from ``ztmint users invite``. With ``open``, anyone may enroll a user name
+  that has no credential yet. Open enrollment is for development only, and the mint logs a
+  WARNING at start when it is set.
+- ``ZTMINT_MAX_BODY_BYTES``: the largest request body accepted, in bytes; default 65536.
+- ``ZTMINT_CLIENT_RATE_BURST`` and ``ZTMINT_CLIENT_RATE_PER_MINUTE``: the token bucket of each
+  client address in front of every POST route; default 120 and 600. A rate of 0 turns it off.
+- ``ZTMINT_REJECTION_AUDIT_PER_MINUTE``: rejections of one kind from one client address that
+  get their own audit record each minute before the rest are counted in one summary record;
+  default 10.
 - ``ZTMINT_RATE_BURST``, ``ZTMINT_RATE_PER_MINUTE``, ``ZTMINT_OPA_URL``,
   ``ZTMINT_OPA_TIMEOUT_SECONDS``, ``ZTMINT_BREAKER_*`` and ``ZTMINT_GLOBAL_*``: rate limits,
   the mint policy server and the circuit breakers; see ``mint.limits.guard_settings_from_env``.
@@ -39,8 +49,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mint.breakglass import BreakGlassSettings, breakglass_settings_from_env
+from mint.http_guard import DEFAULT_MAX_BODY_BYTES
+from mint.invitations import EnrollmentMode
 from mint.kms_select import KmsSettings, kms_settings_from_env
-from mint.limits import GuardSettings, guard_settings_from_env
+from mint.limits import GuardSettings, RateLimit, guard_settings_from_env
 from mint.shipping import ShippingSettings, shipping_settings_from_env
 
 DEFAULT_PORT = 8080
@@ -71,6 +83,11 @@ class Settings:
         breakglass: the break-glass guardians and their threshold t_g.
         kms: the receipt key backend.
         shipping: where the audit log is copied in OCI, or None.
+        enrollment: who may enroll: invited users only, or anyone (development only).
+        max_body_bytes: the largest request body accepted, in bytes.
+        client_rate: the token bucket of each client address, or None for none.
+        rejection_audit_per_minute: rejections of one kind per client and minute audited
+            one by one before the rest are counted in a summary record.
     """
 
     rp_id: str = "localhost"
@@ -87,8 +104,18 @@ class Settings:
     breakglass: BreakGlassSettings = field(default_factory=BreakGlassSettings)
     kms: KmsSettings = field(default_factory=KmsSettings)
     shipping: ShippingSettings | None = None
+    enrollment: EnrollmentMode = EnrollmentMode.INVITATION
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    client_rate: RateLimit | None = field(
+        default_factory=lambda: RateLimit(burst=120, per_minute=600.0)
+    )
+    rejection_audit_per_minute: int = 10
 
     def __post_init__(self) -> None:
+        if self.max_body_bytes < 1:
+            raise SettingsError(
+                f"max_body_bytes is {self.max_body_bytes}; expected a positive number of bytes"
+            )
         if self.user_verification not in USER_VERIFICATION_VALUES:
             raise SettingsError(
                 f"user_verification is {self.user_verification!r}; "
@@ -138,6 +165,33 @@ def _parse_port(text: str) -> int:
     return port
 
 
+def _parse_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    text = env.get(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} is {text!r}; expected an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name} is {value}; expected at least {minimum}")
+    return value
+
+
+def _parse_enrollment(text: str) -> EnrollmentMode:
+    try:
+        return EnrollmentMode(text.strip().lower())
+    except ValueError:
+        raise SettingsError(f"ZTMINT_ENROLLMENT is {text!r}; expected invitation or open") from None
+
+
+def _client_rate(env: Mapping[str, str]) -> RateLimit | None:
+    per_minute = _parse_int(env, "ZTMINT_CLIENT_RATE_PER_MINUTE", 600, 0)
+    if per_minute == 0:
+        return None
+    return RateLimit(
+        burst=_parse_int(env, "ZTMINT_CLIENT_RATE_BURST", 120, 1), per_minute=float(per_minute)
+    )
+
+
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build ``Settings`` from ``ZTMINT_*`` variables of ``environ`` (default ``os.environ``).
 
@@ -165,4 +219,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         breakglass=breakglass_settings_from_env(env, SettingsError),
         kms=kms_settings_from_env(env, SettingsError),
         shipping=shipping_settings_from_env(env, SettingsError),
+        enrollment=_parse_enrollment(env.get("ZTMINT_ENROLLMENT", "invitation")),
+        max_body_bytes=_parse_int(env, "ZTMINT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
+        client_rate=_client_rate(env),
+        rejection_audit_per_minute=_parse_int(env, "ZTMINT_REJECTION_AUDIT_PER_MINUTE", 10, 0),
     )

@@ -340,6 +340,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  OPA             {endpoints.opa_url}")
         print(f"  Ray dashboard   {endpoints.dashboard_url or 'off'}")
         print(f"  Ray cluster     {endpoints.ray_address}  (ztmint signers status --address ...)")
+        print(
+            f"  enroll          ztmint users invite --state {stack.config.state_dir / 'mint'} "
+            "--user USER, then ztmint enroll --user USER --invitation CODE"
+        )
         print("Press Ctrl-C to stop.", flush=True)
         # A part that dies would leave the others serving but every mint or check failing,
         # so the stack stops as a whole and says which part died.

@@ -9,6 +9,7 @@ conditional updates behave the same there).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mint.breakglass_store import BREAKGLASS_SCHEMA_SQLITE, BreakGlassRecords
+from mint.invitations import Invitation, UserSummary
 from mint.limits import RateDecision, RateLimit, take_token_sqlite
 
 _SCHEMA = """
@@ -48,6 +50,14 @@ CREATE TABLE IF NOT EXISTS challenges (
     expires_at      INTEGER NOT NULL,
     consumed        INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS challenges_by_expiry ON challenges(expires_at);
+CREATE TABLE IF NOT EXISTS invitations (
+    code_sha256  BLOB PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER
+);
 """
 
 
@@ -57,6 +67,17 @@ class StoreError(Exception):
 
 class CredentialExists(StoreError):
     """A credential with this id is already registered."""
+
+
+class EnrollStatus(Enum):
+    """Outcome of ``Store.enroll_credential``."""
+
+    ENROLLED = "enrolled"
+    INVITATION_INVALID = "invitation_invalid"
+
+
+class _InvitationNotUsable(Exception):
+    """Rolls back an enrollment whose invitation was used, expired or unknown meanwhile."""
 
 
 class ChallengeKind(StrEnum):
@@ -203,6 +224,37 @@ class Store(Protocol):
         """Take one token from rate bucket ``key`` atomically (see ``mint.limits``)."""
         ...
 
+    def enroll_credential(
+        self, credential: Credential, user_handle: bytes, invitation_sha256: bytes | None, now: int
+    ) -> EnrollStatus:
+        """Use up the invitation, create the user if new and store the credential, atomically.
+
+        With ``invitation_sha256`` None no invitation is needed (open enrollment). When the
+        invitation is not usable, or the credential id is taken (``CredentialExists``),
+        nothing is written.
+        """
+        ...
+
+    def add_invitation(self, invitation: Invitation) -> None:
+        """Store a new invitation."""
+        ...
+
+    def get_invitation(self, code_sha256: bytes) -> Invitation | None:
+        """Return the invitation with this code digest, or None."""
+        ...
+
+    def list_users(self) -> list[UserSummary]:
+        """Return every user with credential counts, ordered by user id."""
+        ...
+
+    def revoke_credentials(self, user_id: str) -> int:
+        """Delete every credential of the user and return how many there were."""
+        ...
+
+    def purge_expired_challenges(self, expired_before: int, limit: int) -> int:
+        """Delete at most ``limit`` challenges with ``expires_at <= expired_before``."""
+        ...
+
 
 class SqliteStore:
     """``Store`` on one SQLite file in WAL mode.
@@ -214,7 +266,7 @@ class SqliteStore:
     def __init__(self, path: Path, busy_timeout_ms: int = 5000) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
         with self._reader() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             # executescript commits on its own; each CREATE is idempotent.
@@ -278,23 +330,7 @@ class SqliteStore:
         """
         try:
             with self._transaction() as conn:
-                conn.execute(
-                    "INSERT INTO credentials (credential_id, user_id, public_key_cose,"
-                    " sign_count, aaguid, backup_eligible, backup_state, flagged_cloned,"
-                    " attestation_type, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        credential.credential_id,
-                        credential.user_id,
-                        credential.public_key_cose,
-                        credential.sign_count,
-                        credential.aaguid,
-                        int(credential.backup_eligible),
-                        int(credential.backup_state),
-                        int(credential.flagged_cloned),
-                        credential.attestation_type,
-                        credential.created_at,
-                    ),
-                )
+                _insert_credential_sqlite(conn, credential)
         except sqlite3.IntegrityError as exc:
             raise CredentialExists(
                 f"credential {credential.credential_id.hex()[:16]}... is already registered"
@@ -410,12 +446,128 @@ class SqliteStore:
         """Return the break-glass tables of this database (``mint.breakglass_store``)."""
         return BreakGlassRecords(self._transaction, "?")
 
+    def enroll_credential(
+        self, credential: Credential, user_handle: bytes, invitation_sha256: bytes | None, now: int
+    ) -> EnrollStatus:
+        """Use up the invitation, create the user if new and store the credential, atomically.
+
+        The conditional ``UPDATE`` of the invitation decides which of two concurrent
+        enrollments with one invitation wins; the loser's transaction is rolled back.
+
+        Raises:
+            CredentialExists: when a credential with the same id is registered.
+        """
+        try:
+            with self._transaction() as conn:
+                if invitation_sha256 is not None:
+                    used = conn.execute(
+                        "UPDATE invitations SET used_at = ? WHERE code_sha256 = ?"
+                        " AND user_id = ? AND used_at IS NULL AND expires_at > ?",
+                        (now, invitation_sha256, credential.user_id, now),
+                    ).rowcount
+                    if used != 1:
+                        raise _InvitationNotUsable
+                conn.execute(
+                    "INSERT INTO users (user_id, user_handle, created_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT(user_id) DO NOTHING",
+                    (credential.user_id, user_handle, now),
+                )
+                _insert_credential_sqlite(conn, credential)
+        except _InvitationNotUsable:
+            return EnrollStatus.INVITATION_INVALID
+        except sqlite3.IntegrityError as exc:
+            raise CredentialExists(
+                f"credential {credential.credential_id.hex()[:16]}... is already registered"
+            ) from exc
+        return EnrollStatus.ENROLLED
+
+    def add_invitation(self, invitation: Invitation) -> None:
+        """Store a new invitation."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO invitations (code_sha256, user_id, created_at, expires_at, used_at)"
+                " VALUES (?, ?, ?, ?, NULL)",
+                (
+                    invitation.code_sha256,
+                    invitation.user_id,
+                    invitation.created_at,
+                    invitation.expires_at,
+                ),
+            )
+
+    def get_invitation(self, code_sha256: bytes) -> Invitation | None:
+        """Return the invitation with this code digest, or None."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT code_sha256, user_id, created_at, expires_at, used_at FROM invitations"
+                " WHERE code_sha256 = ?",
+                (code_sha256,),
+            ).fetchone()
+        return None if row is None else Invitation(row[0], row[1], row[2], row[3], row[4])
+
+    def list_users(self) -> list[UserSummary]:
+        """Return every user with credential counts, ordered by user id."""
+        with self._reader() as conn:
+            rows = conn.execute(_LIST_USERS_SQL).fetchall()
+        return [UserSummary(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def revoke_credentials(self, user_id: str) -> int:
+        """Delete every credential of the user and return how many there were."""
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM credentials WHERE user_id = ?", (user_id,)).rowcount
+
+    def purge_expired_challenges(self, expired_before: int, limit: int) -> int:
+        """Delete at most ``limit`` challenges with ``expires_at <= expired_before``."""
+        with self._transaction() as conn:
+            return conn.execute(
+                "DELETE FROM challenges WHERE challenge_id IN (SELECT challenge_id FROM challenges"
+                " WHERE expires_at <= ? LIMIT ?)",
+                (expired_before, limit),
+            ).rowcount
+
 
 _CREDENTIAL_COLUMNS = (
     "credential_id, user_id, public_key_cose, sign_count, aaguid, backup_eligible,"
     " backup_state, flagged_cloned, attestation_type, created_at"
 )
 _CHALLENGE_COLUMNS = "challenge_id, kind, user_id, challenge, request_digest, expires_at, consumed"
+_LIST_USERS_SQL = (
+    "SELECT users.user_id, users.created_at, COUNT(credentials.credential_id),"
+    " COALESCE(SUM(CASE WHEN credentials.flagged_cloned THEN 1 ELSE 0 END), 0)"
+    " FROM users LEFT JOIN credentials ON credentials.user_id = users.user_id"
+    " GROUP BY users.user_id, users.created_at ORDER BY users.user_id"
+)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), in a folder created 0700.
+
+    A folder or file that exists keeps its mode, so an operator's choice is not undone.
+    SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(descriptor)
+
+
+def _insert_credential_sqlite(conn: sqlite3.Connection, credential: Credential) -> None:
+    conn.execute(
+        f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS})"  # noqa: S608
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            credential.credential_id,
+            credential.user_id,
+            credential.public_key_cose,
+            credential.sign_count,
+            credential.aaguid,
+            int(credential.backup_eligible),
+            int(credential.backup_state),
+            int(credential.flagged_cloned),
+            credential.attestation_type,
+            credential.created_at,
+        ),
+    )
 
 
 def _credential_from_row(row: tuple) -> Credential:

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from mint.breakglass_store import BREAKGLASS_SCHEMA_POSTGRES, BreakGlassRecords
+from mint.invitations import Invitation, UserSummary
 from mint.limits import (
     RATE_BUCKETS_SCHEMA_POSTGRES,
     RateDecision,
@@ -38,6 +39,7 @@ from mint.store import (
     ConsumeStatus,
     Credential,
     CredentialExists,
+    EnrollStatus,
     SignCountStatus,
     SqliteStore,
     Store,
@@ -79,6 +81,14 @@ CREATE TABLE IF NOT EXISTS challenges (
     request_digest  BYTEA NOT NULL,
     expires_at      BIGINT NOT NULL,
     consumed        BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS challenges_by_expiry ON challenges(expires_at);
+CREATE TABLE IF NOT EXISTS invitations (
+    code_sha256  BYTEA PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    used_at      BIGINT
 );
 """
 
@@ -197,22 +207,7 @@ class PostgresStore:
         """
         try:
             with self._transaction() as conn:
-                conn.execute(
-                    f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS})"  # noqa: S608
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        credential.credential_id,
-                        credential.user_id,
-                        credential.public_key_cose,
-                        credential.sign_count,
-                        credential.aaguid,
-                        credential.backup_eligible,
-                        credential.backup_state,
-                        credential.flagged_cloned,
-                        credential.attestation_type,
-                        credential.created_at,
-                    ),
-                )
+                _insert_credential(conn, credential)
         except pg_errors.UniqueViolation as exc:
             raise CredentialExists(
                 f"credential {credential.credential_id.hex()[:16]}... is already registered"
@@ -297,6 +292,91 @@ class PostgresStore:
         """Return the break-glass tables of this database (``mint.breakglass_store``)."""
         return BreakGlassRecords(self._transaction, "%s")
 
+    def enroll_credential(
+        self, credential: Credential, user_handle: bytes, invitation_sha256: bytes | None, now: int
+    ) -> EnrollStatus:
+        """Use up the invitation, create the user if new and store the credential, atomically.
+
+        The conditional ``UPDATE`` of the invitation decides which of two concurrent
+        enrollments with one invitation wins, also across replicas; the loser's transaction
+        is rolled back.
+
+        Raises:
+            CredentialExists: when a credential with the same id is registered.
+        """
+        try:
+            with self._transaction() as conn:
+                if invitation_sha256 is not None:
+                    used = conn.execute(
+                        "UPDATE invitations SET used_at = %s WHERE code_sha256 = %s"
+                        " AND user_id = %s AND used_at IS NULL AND expires_at > %s",
+                        (now, invitation_sha256, credential.user_id, now),
+                    ).rowcount
+                    if used != 1:
+                        raise _InvitationNotUsable
+                conn.execute(
+                    "INSERT INTO users (user_id, user_handle, created_at) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (user_id) DO NOTHING",
+                    (credential.user_id, user_handle, now),
+                )
+                _insert_credential(conn, credential)
+        except _InvitationNotUsable:
+            return EnrollStatus.INVITATION_INVALID
+        except pg_errors.UniqueViolation as exc:
+            raise CredentialExists(
+                f"credential {credential.credential_id.hex()[:16]}... is already registered"
+            ) from exc
+        return EnrollStatus.ENROLLED
+
+    def add_invitation(self, invitation: Invitation) -> None:
+        """Store a new invitation."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO invitations (code_sha256, user_id, created_at, expires_at, used_at)"
+                " VALUES (%s, %s, %s, %s, NULL)",
+                (
+                    invitation.code_sha256,
+                    invitation.user_id,
+                    invitation.created_at,
+                    invitation.expires_at,
+                ),
+            )
+
+    def get_invitation(self, code_sha256: bytes) -> Invitation | None:
+        """Return the invitation with this code digest, or None."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT code_sha256, user_id, created_at, expires_at, used_at FROM invitations"
+                " WHERE code_sha256 = %s",
+                (code_sha256,),
+            ).fetchone()
+        return None if row is None else Invitation(bytes(row[0]), row[1], row[2], row[3], row[4])
+
+    def list_users(self) -> list[UserSummary]:
+        """Return every user with credential counts, ordered by user id."""
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT users.user_id, users.created_at, COUNT(credentials.credential_id),"
+                " COUNT(credentials.credential_id) FILTER (WHERE credentials.flagged_cloned)"
+                " FROM users LEFT JOIN credentials ON credentials.user_id = users.user_id"
+                " GROUP BY users.user_id, users.created_at ORDER BY users.user_id"
+            ).fetchall()
+        return [UserSummary(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def revoke_credentials(self, user_id: str) -> int:
+        """Delete every credential of the user and return how many there were."""
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM credentials WHERE user_id = %s", (user_id,)).rowcount
+
+    def purge_expired_challenges(self, expired_before: int, limit: int) -> int:
+        """Delete at most ``limit`` challenges with ``expires_at <= expired_before``."""
+        with self._transaction() as conn:
+            return conn.execute(
+                "DELETE FROM challenges WHERE challenge_id IN (SELECT challenge_id FROM challenges"
+                " WHERE expires_at <= %s LIMIT %s)",
+                (expired_before, limit),
+            ).rowcount
+
     def record_sign_count(
         self, credential_id: bytes, sign_count: int, backup_state: bool
     ) -> SignCountStatus:
@@ -328,6 +408,29 @@ class PostgresStore:
                 (credential_id,),
             )
         return SignCountStatus.REGRESSED
+
+
+class _InvitationNotUsable(Exception):
+    """Rolls back an enrollment whose invitation was used, expired or unknown meanwhile."""
+
+
+def _insert_credential(conn: psycopg.Connection[tuple], credential: Credential) -> None:
+    conn.execute(
+        f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS})"  # noqa: S608
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            credential.credential_id,
+            credential.user_id,
+            credential.public_key_cose,
+            credential.sign_count,
+            credential.aaguid,
+            credential.backup_eligible,
+            credential.backup_state,
+            credential.flagged_cloned,
+            credential.attestation_type,
+            credential.created_at,
+        ),
+    )
 
 
 def open_store(database_url: str | None, sqlite_path: Path) -> Store:

@@ -19,6 +19,7 @@ Security:
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ def parse_registration_response(data: Mapping[str, Any]) -> RegistrationResponse
         RequestInvalid: when the JSON, base64url, CBOR or binary structures are malformed.
     """
     _require_base64url(data, ("clientDataJSON", "attestationObject"), ())
+    _require_public_key_type(data)
     try:
         return RegistrationResponse.from_dict(data)
     except _PARSE_ERRORS as exc:
@@ -197,6 +199,7 @@ def parse_authentication_response(data: Mapping[str, Any]) -> AuthenticationResp
         RequestInvalid: when the JSON, base64url or binary structures are malformed.
     """
     _require_base64url(data, ("clientDataJSON", "authenticatorData", "signature"), ("userHandle",))
+    _require_public_key_type(data)
     try:
         return AuthenticationResponse.from_dict(data)
     except _PARSE_ERRORS as exc:
@@ -321,6 +324,14 @@ def check_client_data(
             MintReason.ORIGIN_MISMATCH,
             f"clientDataJSON.origin is {client_data.origin!r}; expected {rp.origin!r}",
         )
+    # WebAuthn Level 3 leaves accepting cross-origin calls to the relying party. The mint
+    # serves only its own page and CLI, so a call from an iframe on another site is invalid.
+    if client_data.cross_origin or "topOrigin" in _client_data_members(client_data):
+        raise AssertionRejected(
+            MintReason.ORIGIN_MISMATCH,
+            "clientDataJSON reports a cross-origin call (crossOrigin or topOrigin); "
+            "use the mint's own page or the ztmint CLI",
+        )
 
 
 def check_authenticator_flags(rp: RelyingParty, auth_data: AuthenticatorData) -> None:
@@ -412,6 +423,20 @@ def _attestation_result(attestation: AttestationObject, client_data_hash: bytes)
             MintReason.ATTESTATION_INVALID,
             f"attestation statement of format {attestation.fmt!r} is invalid: {exc!r}",
         ) from exc
+
+
+def _client_data_members(client_data: CollectedClientData) -> dict[str, Any]:
+    try:
+        members = json.loads(bytes(client_data))
+    except ValueError:
+        return {}
+    return members if isinstance(members, dict) else {}
+
+
+def _require_public_key_type(data: Mapping[str, Any]) -> None:
+    """Require ``type`` to be ``public-key``, the only PublicKeyCredentialType (section 5.8.2)."""
+    if data.get("type") != "public-key":
+        raise RequestInvalid(MintReason.REQUEST_INVALID, 'credential type must be "public-key"')
 
 
 def _require_base64url(

@@ -33,5 +33,5 @@ def build_app(state_dir: Path, signer: TokenSigner, public_url: str, opa_url: st
         port=parts.port or 80,
         guard=guard,
     )
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return create_app(service_from_settings(settings, signer), settings)

@@ -181,10 +181,13 @@ function field(id) {
 
 async function enroll() {
   const user = field("enroll-user");
+  const invitation = field("enroll-invitation");
   setStatus("busy", "Touch your security key to enroll it.");
   showResult([]);
   try {
-    const started = await postJson("/register", { user });
+    // A mint with open enrollment (development only) needs no invitation.
+    const body = invitation ? { user, invitation } : { user };
+    const started = await postJson("/register", body);
     const credential = await navigator.credentials.create({
       publicKey: creationOptionsFromJson(started.publicKey),
     });

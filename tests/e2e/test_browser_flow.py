@@ -37,7 +37,7 @@ from authz.verify import verify_receipt, verify_token
 from mint.app import create_app, service_from_settings
 from mint.browser import receive_token
 from mint.settings import Settings
-from tests.unit.mint.mint_testkit import InProcessTokenSigner
+from tests.unit.mint.mint_testkit import InProcessTokenSigner, invite
 
 pytestmark = pytest.mark.e2e
 
@@ -283,7 +283,9 @@ def test_browser_flow_enrolls_and_delivers_verifiable_token(
     localhost_mint: LocalhostMint, chromium: CdpSession
 ) -> None:
     # Enroll through the page.
+    invitation = invite(localhost_mint.settings.database_path, USER)
     chromium.navigate(f"{localhost_mint.url}/ui/?user={USER}")
+    chromium.evaluate(f"document.getElementById('enroll-invitation').value = '{invitation}'")
     chromium.evaluate("document.getElementById('enroll-button').click()")
     enrolled = chromium.evaluate(WAIT_FOR_RESULT_JS, await_promise=True)
     assert enrolled["state"] == "done", enrolled["text"]

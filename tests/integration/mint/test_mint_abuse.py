@@ -20,7 +20,7 @@ from mint.app import create_app, service_from_settings
 from mint.limits import GuardSettings, RateLimit
 from mint.settings import Settings
 from mint.softkey import SoftwareAuthenticator
-from tests.unit.mint.mint_testkit import InProcessTokenSigner
+from tests.unit.mint.mint_testkit import InProcessTokenSigner, invite
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +57,12 @@ def serve_mint(state_dir: Path, guard: GuardSettings) -> Iterator[tuple[str, str
         sock.close()
 
 
-def enroll(client: httpx.Client, origin: str, key_file: Path, user: str) -> None:
+def enroll(
+    client: httpx.Client, origin: str, key_file: Path, user: str, database_path: Path
+) -> None:
     """Enroll a software authenticator whose assertions all carry signature counter 0."""
-    started = client.post("/register", json={"user": user}).json()
+    body = {"user": user, "invitation": invite(database_path, user)}
+    started = client.post("/register", json=body).json()
     credential = SoftwareAuthenticator(key_file, origin).register(started["publicKey"])
     response = client.post(
         "/register/complete",
@@ -108,10 +111,10 @@ def post_at_once(client: httpx.Client, bodies: list[dict[str, Any]]) -> list[htt
 @pytest.fixture
 def limited_mint(tmp_path: Path) -> Iterator[tuple[httpx.Client, str]]:
     guard = GuardSettings(rate_limit=RateLimit(burst=5, per_minute=1))
-    with serve_mint(tmp_path / "state", guard) as (url, origin, _):
+    with serve_mint(tmp_path / "state", guard) as (url, origin, settings):
         limits = httpx.Limits(max_connections=40)
         with httpx.Client(base_url=url, timeout=60, limits=limits) as client:
-            enroll(client, origin, tmp_path / "alice.json", "alice")
+            enroll(client, origin, tmp_path / "alice.json", "alice", settings.database_path)
             yield client, origin
 
 
@@ -149,9 +152,9 @@ def test_mint_global_breaker_over_http(tmp_path: Path) -> None:
     guard = GuardSettings(
         breaker_limits=replace(GuardSettings().breaker_limits, global_max_mints=2)
     )
-    with serve_mint(tmp_path / "state", guard) as (url, origin, _):
+    with serve_mint(tmp_path / "state", guard) as (url, origin, settings):
         with httpx.Client(base_url=url, timeout=30) as client:
-            enroll(client, origin, tmp_path / "alice.json", "alice")
+            enroll(client, origin, tmp_path / "alice.json", "alice", settings.database_path)
             statuses = []
             for _ in range(3):
                 body = mint_body(client, origin, tmp_path / "alice.json", "alice", REQUEST)

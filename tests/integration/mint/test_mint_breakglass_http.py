@@ -33,7 +33,7 @@ from mint.cli import main
 from mint.client import MintClientError, enroll
 from mint.settings import Settings
 from mint.softkey import SoftwareAuthenticator
-from tests.unit.mint.mint_testkit import FakeClock, InProcessTokenSigner
+from tests.unit.mint.mint_testkit import FakeClock, InProcessTokenSigner, invite
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def live(tmp_path: Path) -> Iterator[BreakGlassMint]:
             keys[user] = SoftwareAuthenticator(
                 tmp_path / f"{user}.json", origin, user_verified=user != "alice"
             )
-            enroll(url, user, keys[user])
+            enroll(url, user, keys[user], invite(settings.database_path, user))
         yield BreakGlassMint(url, origin, settings, clock, keys)
     finally:
         server.should_exit = True

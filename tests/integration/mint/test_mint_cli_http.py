@@ -29,11 +29,19 @@ def _client_args(live: LiveMint, key_file: Path) -> list[str]:
     ]
 
 
+def _enroll(live: LiveMint, key_file: Path, capsys: pytest.CaptureFixture[str]) -> int:
+    """Invite carol with `ztmint users invite`, then enroll with `ztmint enroll --invitation`."""
+    state = str(live.settings.state_dir)
+    assert main(["users", "invite", "--state", state, "--user", "carol"]) == 0
+    code = capsys.readouterr().out.strip()
+    return main(["enroll", *_client_args(live, key_file), "--invitation", code])
+
+
 def test_cli_enrolls_and_prints_token(
     live_mint: LiveMint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key_file = tmp_path / "carol.json"
-    assert main(["enroll", *_client_args(live_mint, key_file)]) == 0
+    assert _enroll(live_mint, key_file, capsys) == 0
     capsys.readouterr()
     argv = ["token", *_client_args(live_mint, key_file), "--scope", "a:read b:write"]
     assert main([*argv, "--aud", "svc", "--ttl", "15m", "--json"]) == 0
@@ -47,7 +55,7 @@ def test_cli_prints_labelled_lines(
     live_mint: LiveMint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key_file = tmp_path / "carol.json"
-    main(["enroll", *_client_args(live_mint, key_file)])
+    _enroll(live_mint, key_file, capsys)
     capsys.readouterr()
     argv = ["token", *_client_args(live_mint, key_file), "--scope", "a:read", "--aud", "svc"]
     assert main(argv) == 0
@@ -60,7 +68,7 @@ def test_cli_reports_rejection_reason(
     live_mint: LiveMint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key_file = tmp_path / "carol.json"
-    main(["enroll", *_client_args(live_mint, key_file)])
+    _enroll(live_mint, key_file, capsys)
     capsys.readouterr()
     argv = ["token", *_client_args(live_mint, key_file), "--scope", "a", "--aud", "svc"]
     assert main([*argv, "--ttl", "2h"]) == 1
@@ -71,7 +79,7 @@ def test_cli_verifies_audit_log_of_session(
     live_mint: LiveMint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key_file = tmp_path / "carol.json"
-    main(["enroll", *_client_args(live_mint, key_file)])
+    _enroll(live_mint, key_file, capsys)
     main(["token", *_client_args(live_mint, key_file), "--scope", "a", "--aud", "svc"])
     capsys.readouterr()
     assert main(["audit", "verify", str(live_mint.settings.audit_path)]) == 0

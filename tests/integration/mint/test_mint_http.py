@@ -17,6 +17,7 @@ from authz.formats import token_sha256
 from authz.jose import b64url_encode
 from mint import audit
 from mint.softkey import SoftwareAuthenticator
+from tests.unit.mint.mint_testkit import invite
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,8 @@ REQUEST = {"scopes": ["payments:read"], "audience": "payments", "ttl_seconds": 9
 
 
 def _enroll(client: httpx.Client, live: LiveMint, key_file: Path, user: str) -> None:
-    started = client.post("/register", json={"user": user}).json()
+    body = {"user": user, "invitation": invite(live.settings.database_path, user)}
+    started = client.post("/register", json=body).json()
     credential = SoftwareAuthenticator(key_file, live.origin).register(started["publicKey"])
     response = client.post(
         "/register/complete",
@@ -116,7 +118,7 @@ BAD_REQUESTS: list[tuple[str, Any, str]] = [
     ("/register", {"user": 5}, "request_invalid"),
     ("/register", {"user": "al ice"}, "request_invalid"),
     ("/register", {"user": "bob", "admin": True}, "request_invalid"),
-    ("/register", {"user": "alice"}, "credential_exists"),
+    ("/register", {"user": "alice"}, "invitation_invalid"),
     ("/register/complete", {"challenge_id": "x", "credential": {}}, "request_invalid"),
     ("/register/complete", {"challenge_id": "x"}, "request_invalid"),
     ("/assert", {"user": "alice", **REQUEST, "ttl_seconds": 10}, "ttl_out_of_range"),

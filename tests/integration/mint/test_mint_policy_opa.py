@@ -177,9 +177,9 @@ def test_authz_package_still_decides_next_to_mint(opa: Opa) -> None:
 
 def test_mint_over_http_applies_policy(opa: Opa, tmp_path: Path) -> None:
     guard = GuardSettings(opa_url=opa.url)
-    with serve_mint(tmp_path / "state", guard) as (url, origin, _):
+    with serve_mint(tmp_path / "state", guard) as (url, origin, settings):
         with httpx.Client(base_url=url, timeout=30) as client:
-            enroll(client, origin, tmp_path / "alice.json", "alice")
+            enroll(client, origin, tmp_path / "alice.json", "alice", settings.database_path)
             allowed = client.post(
                 "/mint", json=mint_body(client, origin, tmp_path / "alice.json", "alice", REQUEST)
             )
@@ -197,9 +197,9 @@ def test_mint_over_http_applies_policy(opa: Opa, tmp_path: Path) -> None:
 def test_mint_over_http_fails_closed_when_opa_stops(tmp_path: Path) -> None:
     server = start_opa(*POLICY_ARGS)
     guard = GuardSettings(opa_url=server.url, opa_timeout_seconds=1)
-    with serve_mint(tmp_path / "state", guard) as (url, origin, _):
+    with serve_mint(tmp_path / "state", guard) as (url, origin, settings):
         with httpx.Client(base_url=url, timeout=30) as client:
-            enroll(client, origin, tmp_path / "alice.json", "alice")
+            enroll(client, origin, tmp_path / "alice.json", "alice", settings.database_path)
             body = mint_body(client, origin, tmp_path / "alice.json", "alice", REQUEST)
             server.stop()
             response = client.post("/mint", json=body)

@@ -20,7 +20,7 @@ from mint.cli import main
 from mint.settings import Settings
 from mint.softkey import SoftwareAuthenticator
 from tests.support.postgres import PostgresNotInstalled, fresh_schema_url, shared_server
-from tests.unit.mint.mint_testkit import InProcessTokenSigner
+from tests.unit.mint.mint_testkit import InProcessTokenSigner, invite
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,8 @@ def postgres_mint(tmp_path: Path) -> Iterator[PostgresMint]:
 
 def _enroll_and_assert(client: httpx.Client, mint: PostgresMint, key_file: Path) -> dict[str, Any]:
     authenticator = SoftwareAuthenticator(key_file, mint.origin)
-    started = client.post("/register", json={"user": "alice"}).json()
+    body = {"user": "alice", "invitation": invite(mint.database_url, "alice")}
+    started = client.post("/register", json=body).json()
     credential = authenticator.register(started["publicKey"])
     completed = client.post(
         "/register/complete",

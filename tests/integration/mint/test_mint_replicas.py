@@ -24,6 +24,7 @@ import pytest
 from mint.audit import verify
 from mint.softkey import SoftwareAuthenticator
 from tests.support.postgres import PostgresNotInstalled, fresh_schema_url, shared_server
+from tests.unit.mint.mint_testkit import invite
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,7 @@ class Replica:
     url: str
     state_dir: Path
     process: subprocess.Popen[bytes]
+    database_url: str
 
 
 def _start_replica(name: str, tmp_path: Path, database_url: str, seed: bytes) -> Replica:
@@ -78,7 +80,7 @@ def _start_replica(name: str, tmp_path: Path, database_url: str, seed: bytes) ->
         pass_fds=[sock.fileno()],
     )
     sock.close()
-    return Replica(f"http://127.0.0.1:{port}", state_dir, process)
+    return Replica(f"http://127.0.0.1:{port}", state_dir, process, database_url)
 
 
 @pytest.fixture
@@ -123,7 +125,8 @@ def test_replicas_accept_each_assertion_once(
     first, second = replicas
     authenticator = SoftwareAuthenticator(tmp_path / "key.json", ORIGIN)
     with httpx.Client(base_url=first.url, timeout=60) as client:
-        started = client.post("/register", json={"user": "alice"}).json()
+        body = {"user": "alice", "invitation": invite(first.database_url, "alice")}
+        started = client.post("/register", json=body).json()
         credential = authenticator.register(started["publicKey"])
         body = {"challenge_id": started["challenge_id"], "credential": credential}
         assert client.post("/register/complete", json=body).status_code == 200

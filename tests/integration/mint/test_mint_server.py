@@ -31,6 +31,7 @@ from mint.client import MintClientError, enroll, mint_token
 from mint.server import EXIT_RAY_UNREACHABLE, EXIT_SETTINGS
 from mint.softkey import SoftwareAuthenticator
 from tests.integration.authz.certificates import TestCa
+from tests.unit.mint.mint_testkit import invite
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +137,7 @@ def server(ray_address: str, tmp_path: Path) -> Iterator[RunningServer]:
 
 def test_server_enrolls_and_mints_verifiable_token(server: RunningServer, tmp_path: Path) -> None:
     authenticator = SoftwareAuthenticator(tmp_path / "dana.json", server.origin)
-    enroll(server.url, "dana", authenticator)
+    enroll(server.url, "dana", authenticator, invite(tmp_path / "state" / "mint.sqlite3", "dana"))
 
     minted = mint_token(server.url, "dana", authenticator, ["orders:read"], AUDIENCE, 900)
 

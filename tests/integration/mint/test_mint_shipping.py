@@ -62,7 +62,7 @@ class Mint:
         self.key_file = state_dir.parent / "alice.json"
 
     def enroll(self) -> None:
-        started = self.service.begin_registration("alice")
+        started = self.service.begin_registration("alice", self.service.invite("alice"))
         self.authenticator = SoftwareAuthenticator(self.key_file, ORIGIN)
         registration = self.authenticator.register(started.options)
         self.service.complete_registration(started.challenge_id, registration)

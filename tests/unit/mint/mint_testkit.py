@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from actors.assertion_check import AssertionEvidence, check_assertion
 from actors.errors import AssertionRejected
 from authz.formats import TokenClaims, token_signing_input
 from mint.audit import AuditLog
+from mint.invitations import InvitationStore, create_invitation
 from mint.kms import LocalKms
 from mint.service import MintService
 from mint.signing import SignedToken, SigningError
@@ -127,3 +129,17 @@ def build_service(
         random_bytes=os.urandom,
     )
     return ServiceParts(service, store, signer, kms, audit, clock, relying_party, state_dir)
+
+
+def invite(database: Path | str, user: str, ttl_seconds: int = 3600) -> str:
+    """Create an invitation in a mint's database, as `ztmint users invite` does.
+
+    ``database`` is the SQLite file's path or a PostgreSQL URL.
+    """
+    if isinstance(database, str):
+        from mint.store_postgres import PostgresStore
+
+        store: InvitationStore = PostgresStore(database, pool_size=1)
+    else:
+        store = SqliteStore(database)
+    return create_invitation(store, user, ttl_seconds, int(time.time()), os.urandom)

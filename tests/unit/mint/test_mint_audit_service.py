@@ -26,7 +26,7 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 def _mint(service: MintService, key_file: Path) -> MintResult:
-    started = service.begin_registration("alice")
+    started = service.begin_registration("alice", service.invite("alice"))
     authenticator = SoftwareAuthenticator(key_file, ORIGIN)
     service.complete_registration(started.challenge_id, authenticator.register(started.options))
     challenge = service.begin_assertion("alice", ["payments:read"], "payments", 900)

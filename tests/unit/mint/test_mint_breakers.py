@@ -174,7 +174,7 @@ def guarded(tmp_path: Path) -> tuple[ServiceParts, MintService, SoftwareAuthenti
         random_bytes=os.urandom,
         guard=guard,
     )
-    started = service.begin_registration("alice")
+    started = service.begin_registration("alice", service.invite("alice"))
     authenticator = SoftwareAuthenticator(tmp_path / "alice.json", ORIGIN)
     service.complete_registration(started.challenge_id, authenticator.register(started.options))
     return parts, service, authenticator

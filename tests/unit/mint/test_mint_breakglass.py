@@ -51,7 +51,7 @@ class Setup:
 
 
 def _enroll(parts: ServiceParts, key_file: Path, user: str, uv: bool) -> SoftwareAuthenticator:
-    started = parts.service.begin_registration(user)
+    started = parts.service.begin_registration(user, parts.service.invite(user))
     authenticator = SoftwareAuthenticator(key_file, ORIGIN, user_verified=uv)
     parts.service.complete_registration(
         started.challenge_id, authenticator.register(started.options)

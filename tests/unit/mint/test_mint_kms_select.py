@@ -212,7 +212,7 @@ def _service(env: dict[str, str], state_dir: Path, clock: FakeClock) -> MintServ
 
 def _mint_and_verify(service: MintService, tmp_path: Path, clock: FakeClock) -> str:
     """Enroll, mint, verify token and receipt with the service's JWKS; return the receipt kid."""
-    started = service.begin_registration("alice")
+    started = service.begin_registration("alice", service.invite("alice"))
     authenticator = SoftwareAuthenticator(tmp_path / "alice.json", ORIGIN)
     service.complete_registration(started.challenge_id, authenticator.register(started.options))
     challenge = service.begin_assertion("alice", ["orders:read"], AUDIENCE, 900)

@@ -173,7 +173,7 @@ def _mint(service: MintService, authenticator: SoftwareAuthenticator) -> Any:
 def limited(tmp_path: Path) -> tuple[ServiceParts, MintService, SoftwareAuthenticator]:
     parts = build_service(tmp_path / "state")
     service = _guarded(parts, RateLimit(burst=2, per_minute=1))
-    started = service.begin_registration("alice")
+    started = service.begin_registration("alice", service.invite("alice"))
     authenticator = SoftwareAuthenticator(tmp_path / "alice.json", ORIGIN)
     service.complete_registration(started.challenge_id, authenticator.register(started.options))
     return parts, service, authenticator

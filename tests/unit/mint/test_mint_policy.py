@@ -121,7 +121,7 @@ def test_mint_fails_closed_when_policy_unavailable(tmp_path: Path) -> None:
         random_bytes=os.urandom,
         guard=MintGuard(MintMetrics(), policy=UnavailablePolicy()),
     )
-    started = service.begin_registration("alice")
+    started = service.begin_registration("alice", service.invite("alice"))
     authenticator = SoftwareAuthenticator(tmp_path / "alice.json", ORIGIN)
     service.complete_registration(started.challenge_id, authenticator.register(started.options))
     challenge = service.begin_assertion("alice", ["payments:read"], "payments", 900)

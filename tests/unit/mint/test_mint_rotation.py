@@ -46,7 +46,7 @@ def _service(state_dir: Path, signer: InProcessTokenSigner, clock: FakeClock) ->
 
 
 def _enroll(service: MintService, key_file: Path) -> SoftwareAuthenticator:
-    started = service.begin_registration("alice")
+    started = service.begin_registration("alice", service.invite("alice"))
     authenticator = SoftwareAuthenticator(key_file, ORIGIN)
     service.complete_registration(started.challenge_id, authenticator.register(started.options))
     return authenticator

@@ -32,7 +32,7 @@ def parts(tmp_path: Path) -> ServiceParts:
 
 
 def _enroll(parts: ServiceParts, key_file: Path, user: str = "alice") -> SoftwareAuthenticator:
-    started = parts.service.begin_registration(user)
+    started = parts.service.begin_registration(user, parts.service.invite(user))
     authenticator = SoftwareAuthenticator(key_file, ORIGIN)
     parts.service.complete_registration(
         started.challenge_id, authenticator.register(started.options)
@@ -178,7 +178,7 @@ def test_mint_rejects_unknown_challenge(parts: ServiceParts, alice: SoftwareAuth
 
 
 def test_mint_rejects_registration_challenge(parts: ServiceParts, tmp_path: Path) -> None:
-    started = parts.service.begin_registration("carol")
+    started = parts.service.begin_registration("carol", parts.service.invite("carol"))
     _enroll(parts, tmp_path / "dave.json", user="dave")
     authenticator = SoftwareAuthenticator(tmp_path / "dave.json", ORIGIN)
     _, assertion = _begin(parts, authenticator, user="dave")
@@ -260,7 +260,7 @@ def test_mint_rejects_malformed_assertion(
 
 def test_complete_registration_rejects_missing_uv(tmp_path: Path) -> None:
     parts = build_service(tmp_path / "state", user_verification="required")
-    started = parts.service.begin_registration("alice")
+    started = parts.service.begin_registration("alice", parts.service.invite("alice"))
     authenticator = SoftwareAuthenticator(tmp_path / "alice.json", ORIGIN)
     error = _rejection(
         lambda: parts.service.complete_registration(
@@ -400,20 +400,20 @@ def test_mint_rejection_is_audited(parts: ServiceParts, alice: SoftwareAuthentic
     assert record["fields"]["sub"] == "alice"
 
 
-def test_begin_registration_rejects_second_credential(
+def test_begin_registration_rejects_enrolled_user_without_invitation(
     parts: ServiceParts, alice: SoftwareAuthenticator
 ) -> None:
     error = _rejection(lambda: parts.service.begin_registration("alice"))
-    assert error.reason is MintReason.CREDENTIAL_EXISTS
+    assert error.reason is MintReason.INVITATION_INVALID
 
 
 def test_begin_registration_rejects_invalid_user(parts: ServiceParts) -> None:
-    error = _rejection(lambda: parts.service.begin_registration("al ice"))
+    error = _rejection(lambda: parts.service.begin_registration("al ice", "code"))
     assert error.reason is MintReason.REQUEST_INVALID
 
 
 def test_complete_registration_rejects_used_challenge(parts: ServiceParts, tmp_path: Path) -> None:
-    started = parts.service.begin_registration("alice")
+    started = parts.service.begin_registration("alice", parts.service.invite("alice"))
     credential = SoftwareAuthenticator(tmp_path / "a.json", ORIGIN).register(started.options)
     parts.service.complete_registration(started.challenge_id, credential)
     error = _rejection(
@@ -424,7 +424,7 @@ def test_complete_registration_rejects_used_challenge(parts: ServiceParts, tmp_p
 
 def test_complete_registration_rejects_other_origin(tmp_path: Path) -> None:
     parts = build_service(tmp_path / "state")
-    started = parts.service.begin_registration("alice")
+    started = parts.service.begin_registration("alice", parts.service.invite("alice"))
     authenticator = SoftwareAuthenticator(tmp_path / "a.json", "http://evil.example:8080")
     before = _database_rows(parts)
     error = _rejection(
