@@ -40,7 +40,7 @@ class Authenticator(Protocol):
 
 
 def post_json(client: httpx.Client, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """POST ``body`` to the mint and return the JSON answer, raising on any refusal."""
+    """POST ``body`` to the mint and return the JSON response, raising on any rejection."""
     try:
         response = client.post(path, json=dict(body))
     except httpx.HTTPError as exc:
@@ -87,10 +87,10 @@ def mint_token(
     audience: str,
     ttl_seconds: int,
 ) -> dict[str, Any]:
-    """Mint a token; return the mint's answer (token, receipt, jti, expires_at, audit_index).
+    """Mint a token; return the mint's response (token, receipt, jti, expires_at, audit_index).
 
     Security:
-        The answer carries the token and its receipt: bearer credentials. Do not log it.
+        The response carries the token and its receipt: bearer credentials. Do not log it.
     """
     request = {"scopes": list(scopes), "audience": audience, "ttl_seconds": ttl_seconds}
     with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client:

@@ -46,7 +46,7 @@ CHECK_TIMEOUT_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """What the authz service decided for one Check request."""
+    """The authz service's decision on one Check request."""
 
     allowed: bool
     http_status: int
