@@ -1,6 +1,7 @@
 """Benchmark minting through the local stack: WebAuthn assertion, FROST signing, receipt, audit.
 
-Run from the repository root: ``.venv/bin/python -m bench.mint [--quick]``.
+Run from the repository root: ``.venv/bin/python -m bench.mint [--quick]``, or
+``.venv/bin/python -m bench.mint --kms local oci-2ms oci-60ms [--quick]`` for the KMS runs.
 
 For each mesh configuration this starts Ray, the signer mesh and the mint API in this process
 (``mint.stack.Stack`` without its OPA and authz children, which minting does not use), then:
@@ -18,11 +19,17 @@ Per-mint attestation reports are switched with ``actors.report_verification.Atte
 ``development`` has every signer return a development SEV-SNP report per signature share and
 the coordinator verify each, ``off`` skips both.
 
+``--kms`` runs 3-of-5 attested at 10/s and 50/s once per KMS variant (``bench.kms``): the
+local key, or OCI KMS behind a mock with a fixed 2 ms or 60 ms delay per sign call. Every mint
+calls the KMS twice: once for the receipt (stage ``kms``) and once for the audit checkpoint,
+inside the audit log lock (stage ``audit``). Those results go to
+``bench/results/mint-kms-<date>.json``.
+
 Limitations:
     Rate limits and circuit breakers are raised far above the bench's rates, and the mint
-    policy is off, because the bench starts no OPA for it. The receipt comes from the local
-    KMS key, because ``mint.app.service_from_settings`` has no setting that selects the OCI
-    KMS backend.
+    policy is off, because the bench starts no OPA for it. Without ``--kms`` the receipt comes
+    from the local KMS key. ``BenchStack`` passes the KMS settings to the mint itself,
+    because ``mint.wiring.build_app``, which ``mint.stack`` uses, does not read ``ZTMINT_KMS``.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +59,9 @@ from bench.harness import (
     run_vegeta,
     write_result,
 )
+from bench.kms import KMS_VARIANTS, KmsVariant, kms_settings_for
 from mint.client import enroll, post_json
+from mint.kms_select import KmsSettings
 from mint.softkey import SoftwareAuthenticator
 from mint.stack import (
     CONFIDENTIAL_NODE_GROUP,
@@ -99,6 +108,8 @@ class MeshPlan:
 
 FULL_RUNS = ((10, 5.0), (50, 5.0), (100, 4.0), (300, 3.0))
 SHORT_RUNS = ((50, 4.0), (300, 3.0))
+KMS_RUNS = ((10, 5.0), (50, 5.0))
+KMS_QUICK_RUNS = ((10, 3.0), (50, 3.0))
 PLANS = (
     MeshPlan(5, 3, AttestationMode.DEVELOPMENT, FULL_RUNS),
     MeshPlan(5, 3, AttestationMode.OFF, FULL_RUNS),
@@ -108,9 +119,11 @@ PLANS = (
 
 
 class BenchStack(Stack):
-    """The local stack with an attestation mode of choice and without OPA and authz."""
+    """The local stack with an attestation mode and KMS of choice, without OPA and authz."""
 
     attestation: AttestationSettings = AttestationSettings()
+    kms: KmsSettings = KmsSettings()
+    mint_service: Any = None
 
     def _start_ray(self) -> None:
         """Start a new local Ray instance, never joining a cluster another process started."""
@@ -154,9 +167,13 @@ class BenchStack(Stack):
             state_dir=self.config.state_dir / "mint",
             port=port,
             guard=guard_settings_from_env(BENCH_GUARD_ENVIRONMENT),
+            kms=self.kms,
+            # Every request comes from 127.0.0.1, so a per-address limit would cap the run.
+            client_rate=None,
         )
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        app = create_app(service_from_settings(settings, RayTokenSigner(coordinator)), settings)
+        self.mint_service = service_from_settings(settings, RayTokenSigner(coordinator))
+        app = create_app(self.mint_service, settings)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         )
@@ -179,14 +196,19 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def enroll_authenticators(mint_url: str, folder: Path, count: int) -> list[tuple[str, Any]]:
-    """Enroll ``count`` software authenticators, one user each; return (user, authenticator)."""
+def enroll_authenticators(
+    mint_url: str, folder: Path, count: int, invite: Callable[[str], str]
+) -> list[tuple[str, Any]]:
+    """Enroll ``count`` software authenticators, one user each; return (user, authenticator).
+
+    ``invite`` returns a fresh invitation code for a user, as ``ztmint users invite`` does.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     enrolled = []
     for index in range(count):
         user = f"bench{index}"
         authenticator = SoftwareAuthenticator(folder / f"{user}.key", origin=mint_url)
-        enroll(mint_url, user, authenticator)
+        enroll(mint_url, user, authenticator, invitation=invite(user))
         enrolled.append((user, authenticator))
     return enrolled
 
@@ -236,9 +258,20 @@ def actor_pids() -> dict[str, list[int]]:
     return found
 
 
-def bench_mesh(plan: MeshPlan, state_root: Path) -> dict[str, Any]:
-    """Start one mesh configuration, run its rates and return the results."""
-    state_dir = state_root / plan.name
+def bench_mesh(
+    plan: MeshPlan, state_root: Path, kms: KmsSettings | None = None, label: str | None = None
+) -> dict[str, Any]:
+    """Start one mesh configuration, run its rates and return the results.
+
+    Args:
+        plan: the mesh and its runs.
+        state_root: the parent of the stack's state folder.
+        kms: the mint's KMS; None uses the local key.
+        label: the name of the state folder, vegeta files and progress lines; default
+            ``plan.name``.
+    """
+    name = label or plan.name
+    state_dir = state_root / name
     shutil.rmtree(state_dir, ignore_errors=True)
     config = StackConfig(
         state_dir=state_dir,
@@ -250,21 +283,24 @@ def bench_mesh(plan: MeshPlan, state_root: Path) -> dict[str, Any]:
     )
     stack = BenchStack(config, progress=lambda message: print(f"  {message}", flush=True))
     stack.attestation = AttestationSettings(mode=plan.attestation)
+    stack.kms = kms or KmsSettings()
     started = time.monotonic()
     endpoints = stack.start()
     try:
         # Targets use the IP address, because "localhost" may resolve to ::1 first. The
         # origin signed into each assertion stays the mint's public URL.
         api_url = endpoints.mint_url.replace("localhost", "127.0.0.1")
-        print(f"{plan.name}: started in {time.monotonic() - started:.1f} s", flush=True)
-        enrolled = enroll_authenticators(endpoints.mint_url, state_dir / "softkeys", AUTHENTICATORS)
+        print(f"{name}: started in {time.monotonic() - started:.1f} s", flush=True)
+        enrolled = enroll_authenticators(
+            endpoints.mint_url, state_dir / "softkeys", AUTHENTICATORS, stack.mint_service.invite
+        )
         # Warm the nonce pools and the connections once, outside the measurements.
         warm = prepare_mint_targets(api_url, enrolled, 20, OUT / "mint-warm.jsonl")
         run_vegeta(warm, 10, 2.0, max_workers=8, timeout_s=30.0)
         pids = actor_pids()
         runs = []
         for rate, duration_s in plan.runs:
-            targets = OUT / f"mint-{plan.name}-{rate}.jsonl"
+            targets = OUT / f"mint-{name}-{rate}.jsonl"
             prepare_started = time.monotonic()
             prepare_mint_targets(api_url, enrolled, int(rate * duration_s), targets)
             prepare_s = time.monotonic() - prepare_started
@@ -301,13 +337,67 @@ def bench_mesh(plan: MeshPlan, state_root: Path) -> dict[str, Any]:
     }
 
 
+def bench_kms(variants: Sequence[KmsVariant], quick: bool) -> Path:
+    """Run 3-of-5 attested once per KMS variant and write bench/results/mint-kms-<date>.json."""
+    plan = MeshPlan(5, 3, AttestationMode.DEVELOPMENT, KMS_QUICK_RUNS if quick else KMS_RUNS)
+    OUT.mkdir(parents=True, exist_ok=True)
+    state_root = OUT / "mint-kms-state"
+    started = time.time()
+    machine = machine_description()
+    results: dict[str, Any] = {}
+    for variant in variants:
+        label = f"{plan.name}-kms-{variant.name}"
+        print(f"{label}: starting", flush=True)
+        try:
+            with kms_settings_for(variant, state_root / f"{variant.name}-oci") as kms:
+                results[variant.name] = {
+                    "kms": variant.describe(),
+                    **bench_mesh(plan, state_root, kms=kms, label=label),
+                }
+        except BenchError as exc:
+            results[variant.name] = {"kms": variant.describe(), "error": str(exc)}
+            print(f"{label}: failed: {exc}", flush=True)
+
+    document = {
+        "kind": "mint-kms",
+        "started_at": int(started),
+        "elapsed_s": round(time.time() - started, 1),
+        "machine": machine,
+        "mesh": plan.name,
+        "authenticators": AUTHENTICATORS,
+        "request": {"scopes": SCOPES, "audience": AUDIENCE, "ttl_seconds": TTL_SECONDS},
+        "kms_calls_per_mint": "2: the receipt (stage kms) and the audit checkpoint, signed "
+        "inside the audit log lock (stage audit)",
+        "audit": "local file, fsync per record (mint.audit.AuditLog)",
+        "guard": BENCH_GUARD_ENVIRONMENT,
+        "mint_policy": "off (no ZTMINT_OPA_URL)",
+        "variants": results,
+    }
+    return write_result("mint-kms", document)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the mint benchmark and write bench/results/mint-<date>.json."""
+    """Run the mint benchmark and write bench/results/mint-<date>.json or mint-kms-<date>.json."""
     parser = argparse.ArgumentParser(prog="python -m bench.mint", description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="run only 3-of-5 with attestation, at 50/s and 300/s"
+        "--quick",
+        action="store_true",
+        help="run only 3-of-5 with attestation, at 50/s and 300/s; with --kms, run 3 s per rate",
+    )
+    parser.add_argument(
+        "--kms",
+        nargs="+",
+        choices=sorted(KMS_VARIANTS),
+        metavar="{local,oci-2ms,oci-60ms}",
+        help="run 3-of-5 attested at 10/s and 50/s with each KMS: the local key, or OCI KMS "
+        "behind a mock that adds 2 ms or 60 ms to every sign call",
     )
     args = parser.parse_args(argv)
+
+    if args.kms:
+        path = bench_kms([KMS_VARIANTS[name] for name in args.kms], args.quick)
+        print(f"wrote {path}")
+        return 0
 
     plans = PLANS
     if args.quick:

@@ -6,6 +6,7 @@
 # - the py-spy profiles of the authz service;
 # - the signing stage alone (bench/mesh.py);
 # - the mint benchmark on the local Ray stack;
+# - the mint with the local KMS key and with OCI KMS at a 2 ms and a 60 ms round trip;
 # - the plots.
 # All traffic goes to 127.0.0.1, and every run is bounded in time. Results go to
 # bench/results/ and scratch files to bench/out/, which git ignores. The script prints its
@@ -35,5 +36,6 @@ started=$(date +%s)
 "$python" -m bench.profile --caches on
 "$python" -m bench.mesh "$@"
 "$python" -m bench.mint "$@"
+"$python" -m bench.mint --kms local oci-2ms oci-60ms "$@"
 "$python" -m bench.plot
 echo "bench/run.sh: finished in $(( $(date +%s) - started )) s"

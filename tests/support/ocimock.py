@@ -24,7 +24,8 @@ OCI documentation "Request Signatures" describes it:
 A request that fails any check gets 401 ``NotAuthenticated`` as OCI returns it, and is recorded
 with the reason, so a test can assert both that good requests pass and that bad ones fail.
 Faults (500, 429, an answer slower than the client's time-out, malformed JSON) can be queued
-per operation.
+per operation. ``added_delay_seconds`` delays every KMS sign response by a fixed time, to
+simulate the network round trip to a Vault in another data centre or region.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,6 +226,8 @@ class OciMockState:
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     release_slow: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    added_delay_seconds: float = 0.0
+    sleep: Callable[[float], None] = time.sleep
 
 
 class OciMock:
@@ -232,15 +236,32 @@ class OciMock:
     Args:
         api_key: the API key whose signatures are accepted.
         clock: the server clock used for the date check; defaults to the real time.
+        added_delay_seconds: extra time before every response to ``POST /20180608/sign``, on
+            top of queued faults. Each request has its own server thread, so concurrent sign
+            requests are delayed in parallel, as network latency is.
+        sleep: waits the added delay; defaults to ``time.sleep``. Tests pass a recorder.
+
+    Raises:
+        ValueError: when ``added_delay_seconds`` is negative.
     """
 
-    def __init__(self, api_key: ApiKey, clock: Callable[[], float] | None = None) -> None:
-        import time
-
+    def __init__(
+        self,
+        api_key: ApiKey,
+        clock: Callable[[], float] | None = None,
+        added_delay_seconds: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if added_delay_seconds < 0:
+            raise ValueError(
+                f"added_delay_seconds is {added_delay_seconds}; expected 0 or more seconds"
+            )
         self.state = OciMockState(
             api_key=api_key,
             kms_key=ec.generate_private_key(ec.SECP256R1()),
             clock=clock or time.time,
+            added_delay_seconds=added_delay_seconds,
+            sleep=sleep,
         )
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -291,6 +312,10 @@ class OciMock:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes. With Nagle's algorithm the body waits
+    # for the ACK of the headers, which the client's delayed ACK holds back by up to 40 ms
+    # on Linux, so every response would be that much slower than the added delay.
+    disable_nagle_algorithm = True
     mock_state: OciMockState
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -369,6 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(404, "NotAuthorizedOrNotFound", "unknown key or key version")
             return
         digest = base64.b64decode(request["message"], validate=True)
+        if self.mock_state.added_delay_seconds > 0:
+            self.mock_state.sleep(self.mock_state.added_delay_seconds)
         der = self.mock_state.kms_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         self._send_json(
             {
