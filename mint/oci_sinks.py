@@ -66,7 +66,7 @@ class ShipError(Exception):
 
 
 class ShipConflict(ShipError):
-    """The destination already holds different content under the item's name."""
+    """The destination already contains different content under the item's name."""
 
 
 class BacklogCorrupt(ShipError):
@@ -449,8 +449,8 @@ class Shipper:
             raise BacklogCorrupt(f"{self._cursor_path} does not hold an item count") from error
         if not 0 <= value <= len(self._items):
             raise BacklogCorrupt(
-                f"{self._cursor_path} says {value} items were delivered, but the backlog "
-                f"holds {len(self._items)}; remove the cursor to deliver everything again"
+                f"{self._cursor_path} records {value} items as delivered, but the backlog "
+                f"contains {len(self._items)}; remove the cursor to deliver everything again"
             )
         return value
 

@@ -282,7 +282,7 @@ def test_shipper_rejects_cursor_past_backlog(tmp_path: Path, clock: FakeClock) -
     state.mkdir()
     (state / "objectstorage_b.cursor").write_text("5\n")
 
-    with pytest.raises(BacklogCorrupt, match="says 5 items were delivered"):
+    with pytest.raises(BacklogCorrupt, match="records 5 items as delivered"):
         _shipper(ObjectStorageSink(None, NAMESPACE, "b"), state, clock)
 
 
