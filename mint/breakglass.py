@@ -65,8 +65,17 @@ from mint.audit import AuditError, AuditLog, canonical_json
 from mint.breakglass_store import BreakGlassRecords
 from mint.errors import MintError, MintReason, ServiceUnavailable
 from mint.requests import TokenRequest, check_token_request, check_user
-from mint.service import CHALLENGE_TTL_SECONDS, ChallengeOptions, MintResult, MintService
-from mint.store import Challenge, ChallengeKind, ConsumeStatus, Credential, SignCountStatus, Store
+from mint.service import (
+    CHALLENGE_TTL_SECONDS,
+    ChallengeOptions,
+    MintResult,
+    MintService,
+    consume_challenge,
+    owned_credential,
+    record_sign_count,
+    usable_challenge,
+)
+from mint.store import Challenge, ChallengeKind, Credential, Store
 from mint.webauthn import (
     RelyingParty,
     parse_authentication_response,
@@ -306,7 +315,9 @@ class BreakGlassService:
                 scopes, audience, duration, reason
             )
             response = parse_authentication_response(assertion)
-            challenge = _usable_challenge(self._store, challenge_id, int(self._clock()))
+            challenge = usable_challenge(
+                self._store, challenge_id, ChallengeKind.ASSERTION, int(self._clock())
+            )
             fields["sub"] = challenge.user_id
             digest = _filing_digest(challenge.user_id, token_request, duration, reason)
             if not hmac.compare_digest(challenge.request_digest, digest):
@@ -316,13 +327,13 @@ class BreakGlassService:
                     "/breakglass/assert request; send exactly the values the challenge was "
                     "issued for",
                 )
-            credential = _owned_credential(self._store, response.raw_id, challenge.user_id)
+            credential = owned_credential(self._store, response.raw_id, challenge.user_id)
             expected = derive_challenge(challenge.challenge, digest)
             verified = verify_assertion(self._rp, response, expected, credential)
 
             now = int(self._clock())
-            _consume(self._store, challenge.challenge_id, now)
-            _record_sign_count(self._store, credential, verified.sign_count, verified.backup_state)
+            consume_challenge(self._store, challenge.challenge_id, ChallengeKind.ASSERTION, now)
+            record_sign_count(self._store, credential, verified.sign_count, verified.backup_state)
             request = new_request(
                 requester=challenge.user_id,
                 reason=reason,
@@ -395,7 +406,7 @@ class BreakGlassService:
                 self._guardian_rp, response, request.challenge(), credential
             )
 
-            _record_sign_count(self._store, credential, verified.sign_count, verified.backup_state)
+            record_sign_count(self._store, credential, verified.sign_count, verified.backup_state)
             approval = Approval(
                 guardian_id=guardian,
                 credential_id=credential.credential_id,
@@ -725,73 +736,6 @@ def _request_audit_fields(request: BreakGlassRequest) -> dict[str, Any]:
         "created_at": request.created_at,
         "expires_at": request.expires_at,
     }
-
-
-def _usable_challenge(store: Store, challenge_id: object, now: int) -> Challenge:
-    challenge = store.get_challenge(challenge_id) if isinstance(challenge_id, str) else None
-    if challenge is None or challenge.kind is not ChallengeKind.ASSERTION:
-        raise BreakGlassRejected(
-            MintReason.CHALLENGE_UNKNOWN, "challenge_id is unknown; request a new challenge"
-        )
-    if challenge.consumed:
-        raise BreakGlassRejected(
-            MintReason.CHALLENGE_USED, "challenge was already used; request a new one"
-        )
-    if now >= challenge.expires_at:
-        raise BreakGlassRejected(
-            MintReason.CHALLENGE_EXPIRED,
-            f"challenge expired after {CHALLENGE_TTL_SECONDS} s; request a new one",
-        )
-    return challenge
-
-
-def _consume(store: Store, challenge_id: str, now: int) -> None:
-    status = store.consume_challenge(challenge_id, ChallengeKind.ASSERTION, now).status
-    if status is ConsumeStatus.CONSUMED:
-        return
-    reason = {
-        ConsumeStatus.USED: MintReason.CHALLENGE_USED,
-        ConsumeStatus.EXPIRED: MintReason.CHALLENGE_EXPIRED,
-        ConsumeStatus.UNKNOWN: MintReason.CHALLENGE_UNKNOWN,
-    }[status]
-    raise BreakGlassRejected(reason, f"challenge could not be consumed: it is {status.value}")
-
-
-def _owned_credential(store: Store, credential_id: bytes, user: str) -> Credential:
-    credential = store.get_credential(credential_id)
-    if credential is None or credential.user_id != user:
-        raise BreakGlassRejected(
-            MintReason.CREDENTIAL_UNKNOWN,
-            "the assertion's credential is not registered for this user; run `ztmint enroll`",
-        )
-    if credential.flagged_cloned:
-        raise BreakGlassRejected(
-            MintReason.CREDENTIAL_CLONED,
-            "credential is flagged as possibly cloned; enroll a new authenticator",
-        )
-    return credential
-
-
-def _record_sign_count(
-    store: Store, credential: Credential, sign_count: int, backup_state: bool
-) -> None:
-    status = store.record_sign_count(credential.credential_id, sign_count, backup_state)
-    if status is SignCountStatus.UPDATED:
-        return
-    if status is SignCountStatus.UNKNOWN:
-        raise BreakGlassRejected(MintReason.CREDENTIAL_UNKNOWN, "credential was removed")
-    log.warning(
-        "event=credential_flagged_cloned sub=%s credential_id=%s sign_count=%d stored=%d",
-        credential.user_id,
-        b64url_encode(credential.credential_id),
-        sign_count,
-        credential.sign_count,
-    )
-    raise BreakGlassRejected(
-        MintReason.CREDENTIAL_CLONED,
-        "signature counter did not increase, so the authenticator may be cloned; the "
-        "credential is now blocked, enroll a new authenticator",
-    )
 
 
 def _cose_key(public_key_cose: bytes) -> CoseKey:

@@ -541,69 +541,18 @@ class MintService:
         return challenge
 
     def _usable_challenge(self, challenge_id: object, kind: ChallengeKind) -> Challenge:
-        if not isinstance(challenge_id, str):
-            raise ChallengeRejected(MintReason.CHALLENGE_UNKNOWN, "challenge_id must be a string")
-        challenge = self._store.get_challenge(challenge_id)
-        if challenge is None or challenge.kind != kind:
-            raise ChallengeRejected(
-                MintReason.CHALLENGE_UNKNOWN, "challenge_id is unknown; request a new challenge"
-            )
-        if challenge.consumed:
-            raise ChallengeRejected(
-                MintReason.CHALLENGE_USED, "challenge was already used; request a new one"
-            )
-        if int(self._clock()) >= challenge.expires_at:
-            raise ChallengeRejected(
-                MintReason.CHALLENGE_EXPIRED,
-                f"challenge expired after {CHALLENGE_TTL_SECONDS} s; request a new one",
-            )
-        return challenge
+        return usable_challenge(self._store, challenge_id, kind, int(self._clock()))
 
     def _consume(self, challenge_id: str, kind: ChallengeKind, now: int) -> None:
-        status = self._store.consume_challenge(challenge_id, kind, now).status
-        if status is ConsumeStatus.CONSUMED:
-            return
-        reason = {
-            ConsumeStatus.USED: MintReason.CHALLENGE_USED,
-            ConsumeStatus.EXPIRED: MintReason.CHALLENGE_EXPIRED,
-            ConsumeStatus.UNKNOWN: MintReason.CHALLENGE_UNKNOWN,
-        }[status]
-        raise ChallengeRejected(reason, f"challenge could not be consumed: it is {status.value}")
+        consume_challenge(self._store, challenge_id, kind, now)
 
     def _owned_credential(self, credential_id: bytes, user: str) -> Credential:
-        credential = self._store.get_credential(credential_id)
-        if credential is None or credential.user_id != user:
-            raise CredentialRejected(
-                MintReason.CREDENTIAL_UNKNOWN,
-                "the assertion's credential is not registered for this user; run `ztmint enroll`",
-            )
-        if credential.flagged_cloned:
-            raise CredentialRejected(
-                MintReason.CREDENTIAL_CLONED,
-                "credential is flagged as possibly cloned; enroll a new authenticator",
-            )
-        return credential
+        return owned_credential(self._store, credential_id, user)
 
     def _record_sign_count(
         self, credential: Credential, sign_count: int, backup_state: bool
     ) -> None:
-        status = self._store.record_sign_count(credential.credential_id, sign_count, backup_state)
-        if status is SignCountStatus.UPDATED:
-            return
-        if status is SignCountStatus.UNKNOWN:
-            raise CredentialRejected(MintReason.CREDENTIAL_UNKNOWN, "credential was removed")
-        log.warning(
-            "event=credential_flagged_cloned sub=%s credential_id=%s sign_count=%d stored=%d",
-            credential.user_id,
-            b64url_encode(credential.credential_id),
-            sign_count,
-            credential.sign_count,
-        )
-        raise AssertionRejected(
-            MintReason.CREDENTIAL_CLONED,
-            "signature counter did not increase, so the authenticator may be cloned; "
-            "the credential is now blocked, enroll a new authenticator",
-        )
+        record_sign_count(self._store, credential, sign_count, backup_state)
 
     def _append_audit(self, event: str, fields: Mapping[str, Any]) -> int:
         try:
@@ -705,3 +654,96 @@ def _claims_without_ztm(signing_input: bytes, kid: str) -> dict[str, Any] | None
         return None
     body.pop("ztm", None)
     return body
+
+
+def usable_challenge(
+    store: Store, challenge_id: object, kind: ChallengeKind, now: int
+) -> Challenge:
+    """Return the stored challenge ``challenge_id`` of ``kind`` if it is unused and unexpired.
+
+    Raises:
+        ChallengeRejected: the challenge is unknown, of another kind, used or expired.
+    """
+    if not isinstance(challenge_id, str):
+        raise ChallengeRejected(MintReason.CHALLENGE_UNKNOWN, "challenge_id must be a string")
+    challenge = store.get_challenge(challenge_id)
+    if challenge is None or challenge.kind != kind:
+        raise ChallengeRejected(
+            MintReason.CHALLENGE_UNKNOWN, "challenge_id is unknown; request a new challenge"
+        )
+    if challenge.consumed:
+        raise ChallengeRejected(
+            MintReason.CHALLENGE_USED, "challenge was already used; request a new one"
+        )
+    if now >= challenge.expires_at:
+        raise ChallengeRejected(
+            MintReason.CHALLENGE_EXPIRED,
+            f"challenge expired after {CHALLENGE_TTL_SECONDS} s; request a new one",
+        )
+    return challenge
+
+
+def consume_challenge(store: Store, challenge_id: str, kind: ChallengeKind, now: int) -> None:
+    """Mark the challenge used in the store's one atomic step, or raise why it cannot be.
+
+    Raises:
+        ChallengeRejected: another caller used it first, or it expired or vanished.
+    """
+    status = store.consume_challenge(challenge_id, kind, now).status
+    if status is ConsumeStatus.CONSUMED:
+        return
+    reason = {
+        ConsumeStatus.USED: MintReason.CHALLENGE_USED,
+        ConsumeStatus.EXPIRED: MintReason.CHALLENGE_EXPIRED,
+        ConsumeStatus.UNKNOWN: MintReason.CHALLENGE_UNKNOWN,
+    }[status]
+    raise ChallengeRejected(reason, f"challenge could not be consumed: it is {status.value}")
+
+
+def owned_credential(store: Store, credential_id: bytes, user: str) -> Credential:
+    """Return ``user``'s credential ``credential_id`` unless it is unknown or flagged as cloned.
+
+    Raises:
+        CredentialRejected: the credential is not registered for ``user``, or is blocked.
+    """
+    credential = store.get_credential(credential_id)
+    if credential is None or credential.user_id != user:
+        raise CredentialRejected(
+            MintReason.CREDENTIAL_UNKNOWN,
+            "the assertion's credential is not registered for this user; run `ztmint enroll`",
+        )
+    if credential.flagged_cloned:
+        raise CredentialRejected(
+            MintReason.CREDENTIAL_CLONED,
+            "credential is flagged as possibly cloned; enroll a new authenticator",
+        )
+    return credential
+
+
+def record_sign_count(
+    store: Store, credential: Credential, sign_count: int, backup_state: bool
+) -> None:
+    """Store an assertion's sign count; a count that did not increase blocks the credential.
+
+    Raises:
+        CredentialRejected: the credential was removed meanwhile.
+        AssertionRejected: the count did not increase (WebAuthn Level 3 section 6.1.1), so
+            the authenticator may be cloned; the store has flagged the credential.
+    """
+    status = store.record_sign_count(credential.credential_id, sign_count, backup_state)
+    if status is SignCountStatus.UPDATED:
+        return
+    if status is SignCountStatus.UNKNOWN:
+        raise CredentialRejected(MintReason.CREDENTIAL_UNKNOWN, "credential was removed")
+    log.warning(
+        "event=credential_flagged_cloned sub=%s credential_id=%s sign_count=%d stored=%d",
+        credential.user_id,
+        b64url_encode(credential.credential_id),
+        sign_count,
+        credential.sign_count,
+    )
+    raise AssertionRejected(
+        MintReason.CREDENTIAL_CLONED,
+        "signature counter did not increase, so the authenticator may be cloned; "
+        "the credential is now blocked, enroll a new authenticator",
+    )
