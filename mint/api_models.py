@@ -168,7 +168,7 @@ class EnrollmentResponse(_Response):
 
 
 class AuditEvidence(_Response):
-    """Where the audit log records a token, with an RFC 9162 inclusion proof."""
+    """The audit record of a token and its RFC 9162 inclusion proof."""
 
     index: int = Field(description="Index of the token_minted record, the Merkle leaf index.")
     record: str = Field(description="The record line; its Merkle leaf is SHA-256(0x00 || line).")

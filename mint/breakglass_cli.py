@@ -87,10 +87,10 @@ def mint_breakglass(
     request_id: str,
     ttl_seconds: int | None = None,
 ) -> dict[str, Any]:
-    """Mint the request's token as its requester; return the mint's answer.
+    """Mint the request's token as its requester; return the mint's response.
 
     Security:
-        The answer carries the token and its receipt: bearer credentials. Do not log it.
+        The response carries the token and its receipt: bearer credentials. Do not log it.
     """
     with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client:
         started = post_json(

@@ -66,7 +66,7 @@ _RESPONSE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError
 
 @dataclass(frozen=True)
 class OciAuth:
-    """How the SDK authenticates requests: an API key from a config file or instance principals.
+    """The SDK's request authentication: an API key from a config file or instance principals.
 
     Build it with ``from_config_file`` or ``instance_principals``; there is no default, so a
     deployment always states which credentials it uses.

@@ -5,7 +5,7 @@ JWS signing input with SHA-256 in Python and signs the digest with ``CKM_ECDSA``
 PKCS#11 defines as ``r || s`` with each half as long as the curve order (32 bytes for P-256).
 That is already the ES256 form of RFC 7518 section 3.4, so no DER conversion is needed. The
 public key is read from the token's public key object with the same label: ``CKA_EC_POINT``
-holds the uncompressed point ``04 || X || Y`` inside a DER OCTET STRING.
+contains the uncompressed point ``04 || X || Y`` inside a DER OCTET STRING.
 
 Security:
     The PIN comes from an environment variable or a file and is never logged or kept in the
@@ -50,7 +50,7 @@ class Pkcs11LoginFailed(KmsError):
 
 
 class Pkcs11KeyNotFound(KmsError):
-    """The token holds no usable P-256 key pair with the configured label."""
+    """The token has no usable P-256 key pair with the configured label."""
 
 
 class Pkcs11SignFailed(KmsError):

@@ -64,7 +64,7 @@ class RetiredKeyName:
 
 @dataclass(frozen=True)
 class OciAuthSettings:
-    """Which OCI credentials to use: ``config`` (an API key), ``instance`` or ``workload``.
+    """The OCI credentials to use: ``config`` (an API key), ``instance`` or ``workload``.
 
     Limitations:
         ``instance`` and ``workload`` work only on OCI: on a compute instance in a dynamic

@@ -73,8 +73,8 @@ class SoftwareAuthenticator:
         origin: the origin written into ``clientDataJSON``.
         random_bytes: source of the credential id; ``os.urandom`` by default.
         user_verified: set the UV flag in assertions, as a WebAuthn virtual authenticator
-            with ``isUserVerified`` does. Nobody is verified: it lets development guardians
-            approve break-glass requests, which require UV.
+            with ``isUserVerified`` does, although no user is verified. It lets development
+            guardians approve break-glass requests, which require UV.
     """
 
     def __init__(
